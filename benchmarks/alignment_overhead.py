@@ -1,0 +1,202 @@
+"""Cost of the DTW reward wrapper relative to the raw environment step, on HopperBulletEnv-v0.
+
+Setup (fixed here, printed and written to the JSON):
+- 10 reference episodes of 1000 steps and the measured episodes are 1000 steps long: random actions with the Hopper's
+  termination ignored (the body keeps being simulated on the ground), so the episode length is the TimeLimit's 1000,
+  as for a trained policy. Random-policy Hopper episodes otherwise end after ~20 steps.
+- Raw and wrapped episodes are interleaved (raw, wrapped, raw, ...) with the same action sequences, so that load from
+  other processes affects both alike. Overhead = (wrapped time - raw time) / raw time, and separately the sum of the
+  wrapper's own components (per-step predict, episode-end alignment + labelling, refit) / raw time.
+- Alignment time of one 1000 x 1000 pair (15 dims) with and without the default Sakoe-Chiba window.
+
+Run: ``python benchmarks/alignment_overhead.py`` (writes benchmarks/results/alignment_overhead.json).
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pybullet_envs_gymnasium  # noqa: F401  (registers HopperBulletEnv-v0)
+import torch as th
+
+from sb3_dreamer.alignment import DTWRewardWrapper, align, record_trajectories, reference_statistics
+from sb3_dreamer.alignment import rewarder as rewarder_module
+
+ENV_ID = "HopperBulletEnv-v0"
+EPISODE_STEPS = 1000
+N_REFERENCES = 10
+SEED = 0
+
+
+class IgnoreTermination(gym.Wrapper):
+    """Report ``terminated=False`` so that episodes last until the TimeLimit (benchmark only)."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, _, truncated, info = self.env.step(action)
+        return obs, reward, False, truncated, info
+
+
+def make_env() -> gym.Env:
+    # gym.make's own wrappers (TimeLimit 1000, OrderEnforcing, PassiveEnvChecker) are kept: the env as users get it.
+    return IgnoreTermination(gym.make(ENV_ID))
+
+
+class Timed:
+    """Accumulates the wall time of calls to ``obj.name`` (monkey-patched on the instance)."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        self.total, self.calls = 0.0, 0
+        inner = getattr(obj, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = inner(*args, **kwargs)
+            self.total += time.perf_counter() - start
+            self.calls += 1
+            return result
+
+        setattr(obj, name, wrapped)
+
+
+def run_episode(env: gym.Env, actions: np.ndarray, seed: int) -> float:
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    return time.perf_counter() - start
+
+
+def pair_alignment_times(references: list[np.ndarray], window: int | None, repeats: int = 5) -> float:
+    stats = reference_statistics(references[:1])
+    target, reference = references[1], references[0]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        align(target, [reference], window=window, stats=stats)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=6, help="measured episodes per variant")
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--refit-steps", type=int, default=None, help="default: the wrapper's default")
+    parser.add_argument("--refit-interval", type=int, default=None, help="default: the wrapper's default")
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "alignment_overhead.json"))
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    rng = np.random.default_rng(SEED)
+    action_space = make_env().action_space
+
+    def random_policy(_obs: np.ndarray) -> np.ndarray:
+        return rng.uniform(action_space.low, action_space.high).astype(np.float32)
+
+    reference = record_trajectories(random_policy, make_env(), N_REFERENCES, seed=SEED)
+    assert reference.episode_lengths.tolist() == [EPISODE_STEPS] * N_REFERENCES
+    wrapper_kwargs: dict[str, Any] = {"window": args.window, "seed": SEED}
+    if args.refit_steps is not None:
+        wrapper_kwargs["refit_steps"] = args.refit_steps
+    if args.refit_interval is not None:
+        wrapper_kwargs["refit_interval"] = args.refit_interval
+
+    raw_env = make_env()
+    start = time.perf_counter()
+    wrapped = DTWRewardWrapper(make_env(), reference, **wrapper_kwargs)
+    construction = time.perf_counter() - start
+    rewarder = wrapped.rewarder
+    predict_timer = Timed(rewarder, "predict")
+    end_timer = Timed(rewarder, "end_episode")
+    fit_timer = Timed(rewarder.model, "fit")
+    label_timer = Timed(rewarder_module, "label_episode")  # alignment + labelling inside end_episode
+
+    episodes = [
+        rng.uniform(-1, 1, size=(EPISODE_STEPS, action_space.shape[0])).astype(np.float32) for _ in range(args.episodes)
+    ]
+    run_episode(raw_env, episodes[0], SEED)  # warm-up: builds the Bullet scene
+    run_episode(wrapped.env, episodes[0], SEED)
+    raw_times, wrapped_times = [], []
+    for index, actions in enumerate(episodes):
+        raw_times.append(run_episode(raw_env, actions, SEED + index))
+        wrapped_times.append(run_episode(wrapped, actions, SEED + index))
+    raw_total, wrapped_total = sum(raw_times), sum(wrapped_times)
+    n_steps = EPISODE_STEPS * args.episodes
+    components = {
+        "predict_s": predict_timer.total,
+        "end_episode_s": end_timer.total,
+        "alignment_and_labels_s": label_timer.total,
+        "refit_s": fit_timer.total,
+        "refits": fit_timer.calls,
+    }
+    own_cost = predict_timer.total + end_timer.total
+    references = [ep.next_observations.astype(np.float64) for ep in reference.episodes()]
+    result = {
+        "env_id": ENV_ID,
+        "episode_steps": EPISODE_STEPS,
+        "n_references": N_REFERENCES,
+        "measured_episodes": args.episodes,
+        "wrapper_kwargs": {
+            "window": rewarder.window,
+            "refit_steps": rewarder.refit_steps,
+            "refit_interval": rewarder.refit_interval,
+            "refit_budget_seconds": rewarder.refit_budget_seconds,
+            "net_arch": list(rewarder.model.net_arch),
+            "batch_size": rewarder.model.batch_size,
+            "label_mode": rewarder.label_mode,
+        },
+        "raw_step_ms": 1e3 * raw_total / n_steps,
+        "wrapped_step_ms": 1e3 * wrapped_total / n_steps,
+        "overhead_end_to_end": (wrapped_total - raw_total) / raw_total,
+        "overhead_components": own_cost / raw_total,
+        "predict_us_per_step": 1e6 * predict_timer.total / n_steps,
+        "end_episode_ms_per_episode": 1e3 * end_timer.total / max(end_timer.calls, 1),
+        "alignment_ms_per_episode_10_refs": 1e3 * label_timer.total / max(label_timer.calls, 1),
+        "refit_ms_per_refit": 1e3 * fit_timer.total / max(fit_timer.calls, 1),
+        "components_s": components,
+        "construction_with_pretrain_s": construction,
+        "pair_1000x1000_ms": {
+            f"window_{args.window}": 1e3 * pair_alignment_times(references, args.window),
+            "no_window": 1e3 * pair_alignment_times(references, None),
+        },
+        "truncated_refits": rewarder.n_truncated_refits,
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": th.__version__,
+            "torch_threads": th.get_num_threads(),
+            "dtaidistance": __import__("dtaidistance").__version__,
+        },
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "load": os.getloadavg()},
+    }
+    rows = [
+        ("raw env step", f"{result['raw_step_ms']:.3f} ms"),
+        ("wrapped env step", f"{result['wrapped_step_ms']:.3f} ms"),
+        ("overhead (end to end)", f"{100 * result['overhead_end_to_end']:.1f} %"),
+        ("overhead (wrapper components)", f"{100 * result['overhead_components']:.1f} %"),
+        ("predict per step", f"{result['predict_us_per_step']:.1f} us"),
+        ("episode end (align 10 refs + labels + refit)", f"{result['end_episode_ms_per_episode']:.1f} ms"),
+        ("  alignment + labels, 10 refs", f"{result['alignment_ms_per_episode_10_refs']:.1f} ms"),
+        ("  refit", f"{result['refit_ms_per_refit']:.1f} ms x {fit_timer.calls}"),
+        (f"1000x1000 pair, window {args.window}", f"{result['pair_1000x1000_ms'][f'window_{args.window}']:.1f} ms"),
+        ("1000x1000 pair, no window", f"{result['pair_1000x1000_ms']['no_window']:.1f} ms"),
+        ("construction incl. pre-fit", f"{construction:.2f} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"{ENV_ID}, {N_REFERENCES} references x {EPISODE_STEPS} steps, {args.episodes} measured episodes")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>14}")
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as file:
+        json.dump(result, file, indent=2)
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

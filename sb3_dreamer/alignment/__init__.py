@@ -1,0 +1,43 @@
+"""Reward-free policy transfer by DTW trajectory alignment: datasets, DTW labels, reward model and reward wrappers."""
+
+from sb3_dreamer.alignment.dataset import Episode, TrajectoryDataset, record_trajectories
+from sb3_dreamer.alignment.dtw import (
+    LABEL_MODES,
+    Alignment,
+    NormalisationStats,
+    align,
+    check_c_library,
+    label_episode,
+    normalise,
+    reference_statistics,
+    source_reward_labels,
+    source_reward_split_labels,
+    tracking_labels,
+)
+from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
+from sb3_dreamer.alignment.rewarder import DTWRewarder, EpisodeReport
+from sb3_dreamer.alignment.wrappers import AlignmentCheckpointCallback, DTWRewardWrapper, VecDTWRewardWrapper
+
+__all__ = [
+    "LABEL_MODES",
+    "Alignment",
+    "AlignmentCheckpointCallback",
+    "DTWRewardWrapper",
+    "DTWRewarder",
+    "Episode",
+    "EpisodeReport",
+    "FitResult",
+    "NormalisationStats",
+    "RewardModel",
+    "TrajectoryDataset",
+    "VecDTWRewardWrapper",
+    "align",
+    "check_c_library",
+    "label_episode",
+    "normalise",
+    "record_trajectories",
+    "reference_statistics",
+    "source_reward_labels",
+    "source_reward_split_labels",
+    "tracking_labels",
+]

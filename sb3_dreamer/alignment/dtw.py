@@ -1,0 +1,306 @@
+"""Dynamic-time-warping alignment of a target episode to reference episodes, and per-step labels from the path.
+
+Layout: every sequence is a ``(time, dim)`` array of observations; a path is an ``(L, 2)`` integer array of
+``(target_index, reference_index)`` pairs, monotone from ``(0, 0)`` to ``(T - 1, end_index)``.
+
+The dynamic programme itself is dtaidistance's compiled C implementation (``dtw_ndim.warping_paths_fast`` and
+``dtw.best_path``); this module adds input checks, normalisation with reference statistics, the open end with respect
+to the reference, the choice among several references and the conversion of a path into per-step labels.
+
+This module imports numpy and dtaidistance only (no gymnasium, no torch), so it can be used on logged data offline.
+"""
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from dtaidistance import dtw, dtw_ndim
+
+LABEL_MODES = ("source_reward", "source_reward_split", "tracking")
+
+
+class Alignment(NamedTuple):
+    """Result of aligning one target episode to a set of reference episodes.
+
+    :param path: ``(L, 2)`` int64 array of ``(target_index, reference_index)`` pairs, monotone, starting at ``(0, 0)``
+        and ending at ``(T - 1, end_index)``
+    :param distance: DTW distance of the path: square root of the accumulated squared Euclidean distance between
+        normalised observations (dtaidistance's convention)
+    :param reference_index: index of the chosen reference episode
+    :param end_index: last reference step matched (``len(reference) - 1`` unless the open end chose a prefix)
+    """
+
+    path: np.ndarray
+    distance: float
+    reference_index: int
+    end_index: int
+
+
+class NormalisationStats(NamedTuple):
+    """Per-dimension statistics used to normalise observations before alignment.
+
+    :param mean: ``(dim,)`` mean of the reference observations
+    :param std: ``(dim,)`` standard deviation, with (near-)constant dimensions set to 1
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def check_c_library() -> None:
+    """Raise ``ImportError`` if dtaidistance's compiled C library is unavailable.
+
+    The pure-Python fallback is 300-650 times slower (methods.md, section F), far too slow for episode-end alignment,
+    so this package refuses to run without the C extension instead of silently falling back.
+
+    :raises ImportError: when ``dtaidistance.dtw_cc`` could not be imported
+    """
+    if getattr(dtw, "dtw_cc", None) is None:
+        raise ImportError(
+            "dtaidistance's compiled C library (dtaidistance.dtw_cc) is not available. "
+            "Reinstall dtaidistance from a binary wheel (pip install --force-reinstall dtaidistance) and run "
+            "`from dtaidistance import dtw; dtw.try_import_c(verbose=True)` for the detailed import error."
+        )
+
+
+def validate_sequence(sequence: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
+    """Check an observation sequence and return it as a C-contiguous float64 ``(time, dim)`` array.
+
+    :param sequence: array of shape ``(time, dim)``; a 1-D array is read as ``(time, 1)``
+    :param name: name used in error messages
+    :param dim: expected feature dimension, if known
+    :return: the validated float64 array
+    :raises ValueError: on an empty sequence, wrong rank, wrong dimension, or non-finite values
+    """
+    array = np.asarray(sequence, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a (time, dim) array, got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty: at least one time step is needed for alignment")
+    if dim is not None and array.shape[1] != dim:
+        raise ValueError(f"{name} has observation dim {array.shape[1]}, but the reference has dim {dim}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(array)
+
+
+def reference_statistics(references: Sequence[np.ndarray], min_std: float = 1e-6) -> NormalisationStats:
+    """Mean and standard deviation of all reference observations (per dimension).
+
+    Dimensions whose standard deviation is below ``min_std`` get std 1 so that a constant dimension does not turn a
+    tiny deviation of the target into a huge cost.
+
+    :param references: reference episodes, each ``(time, dim)``
+    :param min_std: threshold below which a dimension is treated as constant
+    :return: the statistics
+    """
+    stacked = np.concatenate([validate_sequence(r, f"reference {k}") for k, r in enumerate(references)], axis=0)
+    std = stacked.std(axis=0)
+    std = np.where(std < min_std, 1.0, std)
+    return NormalisationStats(mean=stacked.mean(axis=0), std=std)
+
+
+def normalise(sequence: np.ndarray, stats: NormalisationStats | None) -> np.ndarray:
+    """Standardise a sequence with reference statistics (identity when ``stats`` is None).
+
+    :param sequence: ``(time, dim)`` float64 array
+    :param stats: statistics from :func:`reference_statistics`
+    :return: C-contiguous float64 array, as dtaidistance's C functions require
+    """
+    if stats is None:
+        return np.ascontiguousarray(sequence, dtype=np.float64)
+    return np.ascontiguousarray((sequence - stats.mean) / stats.std, dtype=np.float64)
+
+
+def _warping_paths(target: np.ndarray, reference: np.ndarray, window: int | None, open_end: bool) -> np.ndarray:
+    """Accumulated-cost matrix of dtaidistance (C), shape ``(T + 1, R + 1)``, row and column 0 are padding.
+
+    Open end (methods.md, section F): ``psi=(0, 0, 0, len(reference))`` relaxes the end of the reference, and
+    ``psi_neg=False`` keeps the last row intact so that ``wps[-1, j + 1]`` is the cost of aligning the whole target
+    with the reference prefix ``reference[: j + 1]``.
+    """
+    psi = (0, 0, 0, len(reference)) if open_end else None
+    # window=None and window=0 both mean "no band"; the band is -window - max(0, T - R) < j - i < window + max(0, R - T).
+    _, wps = dtw_ndim.warping_paths_fast(target, reference, window=window, psi=psi, psi_neg=False)
+    return wps
+
+
+def _end_cost(wps: np.ndarray, open_end: bool) -> tuple[float, int]:
+    """Best accumulated cost in the last row (open end) or the last cell, and its reference index."""
+    end = int(np.argmin(wps[-1, 1:])) if open_end else wps.shape[1] - 2
+    return float(wps[-1, end + 1]), end
+
+
+def align(
+    target: np.ndarray,
+    references: Sequence[np.ndarray],
+    window: int | None = None,
+    open_end: bool = True,
+    stats: NormalisationStats | None = None,
+    coarse_stride: int = 1,
+) -> Alignment:
+    """Align a target episode to the best of several reference episodes with dependent multi-dimensional DTW.
+
+    Local cost: squared Euclidean distance between normalised observations; steps (i-1, j-1), (i-1, j), (i, j-1);
+    both sequences start together. With ``open_end`` the target may end anywhere in the reference (it may match a
+    reference *prefix*, e.g. a shorter or failed episode), following open-end DTW (Tormene et al., 2009) as expressed
+    with dtaidistance's ``psi`` relaxation. The reference with the smallest distance is chosen, as OTR chooses the best
+    of K demonstrations (Luo et al., ICLR 2023).
+
+    :param target: target episode, ``(T, dim)``
+    :param references: reference episodes, each ``(R_k, dim)``
+    :param window: Sakoe-Chiba band in dtaidistance's convention: target step i may match reference step j when
+        ``-window - max(0, T - R) < j - i < window + max(0, R - T)`` (the band widens by the length difference towards
+        the longer sequence); None or 0 for no band. The band must be wide enough for the expected time warp (e.g. an
+        action-repeat ratio k needs about ``(1 - 1/k) * T``), otherwise the best path is cut off.
+    :param open_end: let the target end at any reference step instead of the last one
+    :param stats: normalisation statistics (usually :func:`reference_statistics` of the references); None: raw values
+    :param coarse_stride: with several references, rank them first by DTW on every ``coarse_stride``-th step (window
+        scaled alike) and run the full-resolution alignment on the best-ranked one only, in the spirit of FastDTW's
+        coarse pass (Salvador and Chan, 2007): about ``coarse_stride**2`` times cheaper per reference, but the choice
+        may differ from the exact one when references are close. 1 (default) ranks at full resolution.
+    :return: the alignment to the best reference
+    :raises ValueError: on empty, non-finite or dimension-mismatched inputs, or if no path fits in the band
+    """
+    check_c_library()
+    if len(references) == 0:
+        raise ValueError("at least one reference episode is needed for alignment")
+    if window is not None and window < 0:
+        raise ValueError(f"window must be None or a non-negative int, got {window}")
+    if coarse_stride < 1:
+        raise ValueError(f"coarse_stride must be >= 1, got {coarse_stride}")
+    dim = validate_sequence(references[0], "reference 0").shape[1]
+    target_n = normalise(validate_sequence(target, "target", dim), stats)
+    references_n = [normalise(validate_sequence(r, f"reference {k}", dim), stats) for k, r in enumerate(references)]
+    candidates = list(range(len(references_n)))
+    if coarse_stride > 1 and len(candidates) > 1:
+        coarse_window = None if not window else -(-window // coarse_stride)
+        coarse_target = np.ascontiguousarray(target_n[::coarse_stride])
+        coarse_costs = [
+            _end_cost(
+                _warping_paths(coarse_target, np.ascontiguousarray(r[::coarse_stride]), coarse_window, open_end), open_end
+            )[0]
+            for r in references_n
+        ]
+        if np.isfinite(np.min(coarse_costs)):
+            candidates = [int(np.argmin(coarse_costs))]
+    best: tuple[float, int, int, np.ndarray] | None = None
+    for k in candidates:
+        wps = _warping_paths(target_n, references_n[k], window, open_end)
+        distance, end = _end_cost(wps, open_end)
+        if np.isfinite(distance) and (best is None or distance < best[0]):
+            best = (distance, k, end, wps)
+    if best is None:
+        raise ValueError(f"no warping path fits in the Sakoe-Chiba band (window={window}); use a wider window or None")
+    distance, k, end, wps = best
+    path = np.asarray(dtw.best_path(wps, row=wps.shape[0] - 1, col=end + 1), dtype=np.int64).reshape(-1, 2)
+    return Alignment(path=path, distance=distance, reference_index=k, end_index=end)
+
+
+def _check_path(path: np.ndarray, n_target: int) -> tuple[np.ndarray, np.ndarray]:
+    path = np.asarray(path, dtype=np.int64)
+    if path.ndim != 2 or path.shape[1] != 2 or path.shape[0] == 0:
+        raise ValueError(f"path must be a non-empty (L, 2) array, got shape {path.shape}")
+    rows, cols = path[:, 0], path[:, 1]
+    if rows.min() < 0 or cols.min() < 0:
+        raise ValueError("path contains negative indices")
+    if rows.max() >= n_target or np.any(np.bincount(rows, minlength=n_target) == 0):
+        raise ValueError(f"path must cover every target step 0..{n_target - 1} and no other")
+    return rows, cols
+
+
+def source_reward_labels(path: np.ndarray, n_target: int, source_rewards: np.ndarray) -> np.ndarray:
+    """Reward of the aligned source step; the mean when a target step is matched to several source steps.
+
+    r_tgt[i] = mean{ r_src[j] : (i, j) in path }. A target step matched to k source steps receives their mean, so a
+    fast target (one target step for k source steps) gets a per-step reward on the source's per-step scale.
+
+    :param path: ``(L, 2)`` alignment path
+    :param n_target: number of target steps T
+    :param source_rewards: rewards of the aligned reference episode, ``(R,)``
+    :return: ``(T,)`` float64 labels
+    """
+    rows, cols = _check_path(path, n_target)
+    rewards = np.asarray(source_rewards, dtype=np.float64)
+    if cols.max() >= len(rewards):
+        raise ValueError(f"path reaches reference step {cols.max()}, but only {len(rewards)} source rewards were given")
+    sums = np.bincount(rows, weights=rewards[cols], minlength=n_target)
+    return sums / np.bincount(rows, minlength=n_target)
+
+
+def source_reward_split_labels(path: np.ndarray, n_target: int, source_rewards: np.ndarray) -> np.ndarray:
+    """Telepath reward redistribution: each source step's reward is divided among the target steps matched to it.
+
+    r_tgt[i] = sum_j r_src[j] * 1[(i, j) in path] / #{i' : (i', j) in path}
+    (TroddenSpade/Telepath ``modules/cem.py``, methods.md section C step 3). The total over the matched source segment
+    ``r_src[0 .. end_index]`` is preserved; e.g. one source step aligned to two target steps gives each half.
+
+    :param path: ``(L, 2)`` alignment path
+    :param n_target: number of target steps T
+    :param source_rewards: rewards of the aligned reference episode, ``(R,)``
+    :return: ``(T,)`` float64 labels
+    """
+    rows, cols = _check_path(path, n_target)
+    rewards = np.asarray(source_rewards, dtype=np.float64)
+    if cols.max() >= len(rewards):
+        raise ValueError(f"path reaches reference step {cols.max()}, but only {len(rewards)} source rewards were given")
+    column_counts = np.bincount(cols, minlength=len(rewards))
+    return np.bincount(rows, weights=rewards[cols] / column_counts[cols], minlength=n_target)
+
+
+def tracking_labels(path: np.ndarray, target: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Negative local alignment cost of each target step.
+
+    r_tgt[i] = -mean{ ||x_i - y_j||^2 : (i, j) in path }, with x, y the *normalised* target and reference observations,
+    i.e. the DTW reward of portal-cornell/orca ``seq_matching/baselines.py`` (methods.md, section C1). Always <= 0;
+    0 means the target step lies exactly on the reference.
+
+    :param path: ``(L, 2)`` alignment path
+    :param target: normalised target episode, ``(T, dim)``
+    :param reference: normalised reference episode, ``(R, dim)``
+    :return: ``(T,)`` float64 labels
+    """
+    n_target = len(target)
+    rows, cols = _check_path(path, n_target)
+    costs = np.sum((np.asarray(target, np.float64)[rows] - np.asarray(reference, np.float64)[cols]) ** 2, axis=1)
+    return -np.bincount(rows, weights=costs, minlength=n_target) / np.bincount(rows, minlength=n_target)
+
+
+def label_episode(
+    target: np.ndarray,
+    references: Sequence[np.ndarray],
+    reference_rewards: Sequence[np.ndarray] | None,
+    mode: str = "source_reward",
+    window: int | None = None,
+    open_end: bool = True,
+    stats: NormalisationStats | None = None,
+    coarse_stride: int = 1,
+) -> tuple[np.ndarray, Alignment]:
+    """Align a target episode and turn the path into one label per target step.
+
+    :param target: target episode, ``(T, dim)``
+    :param references: reference episodes, each ``(R_k, dim)``
+    :param reference_rewards: rewards of each reference episode (needed by the ``source_reward*`` modes)
+    :param mode: one of ``"source_reward"``, ``"source_reward_split"``, ``"tracking"`` (see the label functions)
+    :param window: Sakoe-Chiba band, see :func:`align`
+    :param open_end: see :func:`align`
+    :param stats: normalisation statistics, see :func:`align`
+    :param coarse_stride: reference pre-selection stride, see :func:`align`
+    :return: ``(labels (T,), alignment)``
+    """
+    if mode not in LABEL_MODES:
+        raise ValueError(f"unknown label mode {mode!r}, expected one of {LABEL_MODES}")
+    alignment = align(target, references, window=window, open_end=open_end, stats=stats, coarse_stride=coarse_stride)
+    n_target = len(target)
+    if mode == "tracking":
+        target_n = normalise(np.asarray(target, np.float64), stats)
+        reference_n = normalise(np.asarray(references[alignment.reference_index], np.float64), stats)
+        return tracking_labels(alignment.path, target_n, reference_n), alignment
+    if reference_rewards is None:
+        raise ValueError(f"label mode {mode!r} needs reference rewards")
+    rewards = reference_rewards[alignment.reference_index]
+    if mode == "source_reward":
+        return source_reward_labels(alignment.path, n_target, rewards), alignment
+    return source_reward_split_labels(alignment.path, n_target, rewards), alignment

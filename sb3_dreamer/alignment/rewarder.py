@@ -1,0 +1,244 @@
+"""Episode-level DTW labelling plus a learned per-step reward: the logic shared by the gymnasium and VecEnv wrappers.
+
+Layout: observations are flattened ``(time, obs_dim)`` arrays. The reward of step t is a function of the observation
+returned by that step (``next_observations[t]`` of a :class:`~sb3_dreamer.alignment.dataset.TrajectoryDataset`), so the
+reference pairs ``(next_observations[t], rewards[t])`` and the target's returned observations live in the same space.
+
+Cycle (methods.md, section C1, "relabel at episode end"): every step emits r̂(o_{t+1}) from the reward model; at the
+end of an episode the episode is aligned to the reference episodes with DTW, the path is turned into per-step labels
+(:func:`~sb3_dreamer.alignment.dtw.label_episode`), the labels go into a bounded FIFO store and the model is refitted on
+the store once enough new labels have arrived.
+"""
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from sb3_dreamer.alignment.dataset import TrajectoryDataset
+from sb3_dreamer.alignment.dtw import (
+    LABEL_MODES,
+    Alignment,
+    check_c_library,
+    label_episode,
+    normalise,
+    reference_statistics,
+    validate_sequence,
+)
+from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
+
+STATE_VERSION = 1
+
+
+class EpisodeReport(NamedTuple):
+    """What happened at the end of one episode.
+
+    :param labels: ``(T,)`` labels derived from the alignment path
+    :param alignment: the alignment
+    :param fit: result of the refit, or None if no refit was due
+    """
+
+    labels: np.ndarray
+    alignment: Alignment
+    fit: FitResult | None
+
+
+def load_reference(reference: "TrajectoryDataset | str | os.PathLike") -> TrajectoryDataset:
+    """Return ``reference`` if it is a dataset, else load it from a ``.npz`` path.
+
+    :param reference: dataset or path
+    :return: the dataset
+    """
+    if isinstance(reference, TrajectoryDataset):
+        return reference
+    if isinstance(reference, str | os.PathLike):
+        return TrajectoryDataset.load(reference)
+    raise TypeError(f"reference must be a TrajectoryDataset or a path, got {type(reference).__name__}")
+
+
+class DTWRewarder:
+    """DTW-aligned reward labelling with a learned per-step reward model (no gymnasium dependency).
+
+    Labels follow ``label_mode`` (see :mod:`sb3_dreamer.alignment.dtw`): ``"source_reward"`` (mean source reward of
+    the matched reference steps, source sign and scale), ``"source_reward_split"`` (Telepath redistribution, preserves
+    the segment total) or ``"tracking"`` (negative squared normalised distance, <= 0).
+
+    :param reference: reference episodes (dataset or ``.npz`` path); their rewards are the source rewards
+    :param label_mode: how the path is turned into labels
+    :param window: Sakoe-Chiba band for DTW (dtaidistance convention), None for none
+    :param open_end: allow the target to match a reference prefix
+    :param coarse_stride: with several references, pick the reference by DTW on every ``coarse_stride``-th step and
+        align at full resolution to that one only (see :func:`~sb3_dreamer.alignment.dtw.align`); 1 for exact choice
+    :param pretrain: fit the model on the reference itself at construction (reference obs -> own labels)
+    :param pretrain_steps: gradient steps of the pre-fit
+    :param refit_steps: gradient steps per refit (exact unless the time budget truncates)
+    :param refit_budget_seconds: wall-clock cap of one refit (only truncates; None for no cap)
+    :param refit_interval: refit once at least this many new labelled steps arrived since the last refit
+    :param max_label_data: capacity of the label store (oldest labels are dropped first)
+    :param net_arch: hidden widths of the reward model
+    :param learning_rate: Adam learning rate of the reward model
+    :param batch_size: minibatch size of the reward model
+    :param seed: seed of the reward model
+    """
+
+    def __init__(
+        self,
+        reference: "TrajectoryDataset | str | os.PathLike",
+        label_mode: str = "source_reward",
+        window: int | None = 100,
+        open_end: bool = True,
+        coarse_stride: int = 4,
+        pretrain: bool = True,
+        pretrain_steps: int = 500,
+        refit_steps: int = 50,
+        refit_budget_seconds: float | None = 1.0,
+        refit_interval: int = 2000,
+        max_label_data: int = 100_000,
+        net_arch: Sequence[int] = (64, 64),
+        learning_rate: float = 1e-3,
+        batch_size: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        check_c_library()
+        if label_mode not in LABEL_MODES:
+            raise ValueError(f"unknown label_mode {label_mode!r}, expected one of {LABEL_MODES}")
+        if max_label_data < 1 or refit_steps < 0 or refit_interval < 1:
+            raise ValueError("max_label_data and refit_interval must be >= 1 and refit_steps >= 0")
+        self.reference = load_reference(reference)
+        self.label_mode = label_mode
+        self.window = window
+        self.open_end = open_end
+        self.coarse_stride = coarse_stride
+        self.refit_steps = refit_steps
+        self.refit_budget_seconds = refit_budget_seconds
+        self.refit_interval = refit_interval
+        self.max_label_data = max_label_data
+        episodes = list(self.reference.episodes())
+        raw = [ep.next_observations.astype(np.float64) for ep in episodes]
+        self.stats = reference_statistics(raw)
+        self._references = [normalise(seq, self.stats) for seq in raw]
+        self._reference_rewards = [ep.rewards for ep in episodes]
+        self.model = RewardModel(self.obs_dim, net_arch, learning_rate, batch_size, seed)
+        self.model.update_statistics(self.reference.next_observations)
+        self._store_obs = np.zeros((max_label_data, self.obs_dim), dtype=np.float32)
+        self._store_labels = np.zeros(max_label_data, dtype=np.float64)
+        self._store_pos = 0
+        self._store_size = 0
+        self.new_labels = 0
+        self.n_episodes = 0
+        self.n_refits = 0
+        self.n_truncated_refits = 0
+        if pretrain and pretrain_steps > 0:
+            own_labels = (
+                np.zeros(len(self.reference.rewards))
+                if label_mode == "tracking"
+                else self.reference.rewards.astype(np.float64)
+            )
+            self.model.fit(self.reference.next_observations, own_labels, budget_seconds=None, max_steps=pretrain_steps)
+
+    @property
+    def obs_dim(self) -> int:
+        """Observation dimension of the reference."""
+        return self.reference.obs_dim
+
+    @property
+    def label_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stored ``(observations, labels)``, oldest first."""
+        order = (np.arange(self._store_size) + (self._store_pos if self._store_size == self.max_label_data else 0)) % (
+            self.max_label_data
+        )
+        return self._store_obs[order], self._store_labels[order]
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Learned reward of observations returned by ``step``.
+
+        :param obs: ``(batch, obs_dim)`` or ``(obs_dim,)``
+        :return: ``(batch,)`` float64 rewards, or a numpy float64 scalar for a single observation
+        """
+        return self.model.predict(obs)
+
+    def _add_labels(self, obs: np.ndarray, labels: np.ndarray) -> None:
+        for start in range(0, len(obs), self.max_label_data):
+            chunk_obs, chunk_labels = obs[start : start + self.max_label_data], labels[start : start + self.max_label_data]
+            indices = (self._store_pos + np.arange(len(chunk_obs))) % self.max_label_data
+            self._store_obs[indices] = chunk_obs
+            self._store_labels[indices] = chunk_labels
+            self._store_pos = int((self._store_pos + len(chunk_obs)) % self.max_label_data)
+            self._store_size = min(self.max_label_data, self._store_size + len(chunk_obs))
+
+    def end_episode(self, observations: np.ndarray) -> EpisodeReport:
+        """Align a finished episode, store its labels and refit the model if due.
+
+        :param observations: ``(T, obs_dim)`` observations returned by the episode's steps
+        :return: labels, alignment and refit summary
+        """
+        obs = validate_sequence(observations, "episode observations", self.obs_dim)
+        labels, alignment = label_episode(
+            normalise(obs, self.stats),
+            self._references,
+            self._reference_rewards,
+            mode=self.label_mode,
+            window=self.window,
+            open_end=self.open_end,
+            coarse_stride=self.coarse_stride,
+            stats=None,  # inputs are already normalised with the reference statistics
+        )
+        self._add_labels(obs.astype(np.float32), labels)
+        self.new_labels += len(labels)
+        self.n_episodes += 1
+        fit = None
+        if self.new_labels >= self.refit_interval and self.refit_steps > 0:
+            store_obs, store_labels = self.label_data
+            fit = self.model.fit(store_obs, store_labels, budget_seconds=self.refit_budget_seconds, max_steps=self.refit_steps)
+            self.new_labels = 0
+            self.n_refits += 1
+            if fit.truncated:
+                self.n_truncated_refits += 1
+                if self.n_truncated_refits == 1:
+                    warnings.warn(
+                        f"a reward-model refit hit refit_budget_seconds={self.refit_budget_seconds} after {fit.n_steps} of "
+                        f"{self.refit_steps} steps: rewards are no longer reproducible across runs; raise the budget or "
+                        "lower refit_steps",
+                        stacklevel=2,
+                    )
+        return EpisodeReport(labels, alignment, fit)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Reward model, label store and counters as numpy arrays (the reference itself is not included).
+
+        :return: flat dict of arrays
+        """
+        store_obs, store_labels = self.label_data
+        state = {f"model.{key}": value for key, value in self.model.get_state().items()}
+        state.update(
+            {
+                "state_version": np.asarray(STATE_VERSION, dtype=np.int64),
+                "obs_dim": np.asarray(self.obs_dim, dtype=np.int64),
+                "label_mode": np.asarray(self.label_mode),
+                "store_obs": store_obs,
+                "store_labels": store_labels,
+                "counters": np.asarray(
+                    [self.new_labels, self.n_episodes, self.n_refits, self.n_truncated_refits], dtype=np.int64
+                ),
+            }
+        )
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state from :meth:`get_state` (the reference must have the same observation dim).
+
+        :param state: dict of arrays
+        """
+        version = int(state["state_version"])
+        if version != STATE_VERSION:
+            raise ValueError(f"unknown alignment state version {version}, expected {STATE_VERSION}")
+        if int(state["obs_dim"]) != self.obs_dim:
+            raise ValueError(f"state was saved for obs dim {int(state['obs_dim'])}, this reference has {self.obs_dim}")
+        if str(state["label_mode"]) != self.label_mode:
+            raise ValueError(f"state was saved with label_mode {str(state['label_mode'])!r}, this is {self.label_mode!r}")
+        self.model.set_state({key[len("model.") :]: value for key, value in state.items() if key.startswith("model.")})
+        self._store_pos, self._store_size = 0, 0
+        self._add_labels(np.asarray(state["store_obs"], dtype=np.float32), np.asarray(state["store_labels"], dtype=np.float64))
+        self.new_labels, self.n_episodes, self.n_refits, self.n_truncated_refits = (int(v) for v in state["counters"])

@@ -1,0 +1,353 @@
+"""Gymnasium and SB3 VecEnv reward wrappers that replace the env reward by a DTW-trained reward model.
+
+Formulation: episode-level DTW alignment of the agent's observations to reference (source) episodes, labels from the
+path (Telepath reward redistribution, TroddenSpade/Telepath ``modules/cem.py``, or the source reward / tracking cost
+variants; methods.md sections C and C1), and an MLP reward model r̂(o) regressed on the labels.
+
+Reward emitted: at every step, ``float(r̂(o_{t+1}))`` where ``o_{t+1}`` is the observation returned by that step (the
+true final observation at episode end). Sign and scale are the source reward's for ``"source_reward"`` and
+``"source_reward_split"`` (the latter divided by the local time-warp ratio), and <= 0 (negative squared normalised
+distance) for ``"tracking"``. No alignment runs per step; alignment, labelling and refitting run when an episode ends,
+so the model used from the next step on may differ. The env's own reward is kept in ``info["original_reward"]``.
+"""
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from sb3_dreamer.alignment.dataset import TrajectoryDataset
+from sb3_dreamer.alignment.rewarder import DTWRewarder, EpisodeReport, load_reference
+
+
+def _check_space(observation_space: spaces.Space, obs_dim: int) -> None:
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"DTW reward wrappers need a 1-D Box observation space, got {observation_space}")
+    if observation_space.shape[0] != obs_dim:
+        raise ValueError(
+            f"observation dim mismatch: the env observes {observation_space.shape[0]} dims, the reference {obs_dim}"
+        )
+
+
+def _check_obs(obs: Any, obs_dim: int) -> np.ndarray:
+    flat = np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim)
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("the env returned an observation with NaN or infinite values; DTW alignment needs finite values")
+    return flat
+
+
+def _episode_info(info: dict[str, Any], report: EpisodeReport, episode_return: float) -> None:
+    info["alignment_distance"] = float(report.alignment.distance)
+    info["alignment_reference"] = int(report.alignment.reference_index)
+    info["alignment_end_index"] = int(report.alignment.end_index)
+    info["original_episode_return"] = float(episode_return)
+
+
+def _save_npz(path: str | os.PathLike, state: dict[str, np.ndarray]) -> str:
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez(path, **state)
+    return path
+
+
+def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with np.load(os.fspath(path), allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+class DTWRewardWrapper(gym.Wrapper):
+    """DTW-aligned learned reward for one gymnasium env (methods.md, sections C and C1).
+
+    Every step returns ``float(r̂(obs))`` of the returned observation; at episode end the episode is aligned to the
+    reference episodes, labelled, stored, and the reward model is refitted when ``refit_interval`` new labels have
+    arrived. ``info["original_reward"]`` (every step), and at episode end ``info["alignment_distance"]``,
+    ``info["alignment_reference"]``, ``info["alignment_end_index"]``, ``info["original_episode_return"]``.
+    An episode cut short by ``reset`` before termination/truncation is discarded (not labelled).
+
+    Usable from rl-zoo: ``env_wrapper: [{sb3_dreamer.alignment.DTWRewardWrapper: {reference: path/to/ref.npz}}]``.
+
+    :param env: env with a 1-D Box observation space of the reference's dimension
+    :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
+    :param label_mode: ``"source_reward"``, ``"source_reward_split"`` or ``"tracking"``
+    :param window: Sakoe-Chiba band (dtaidistance convention ``|i - j| < window + |T - R|``), None for none
+    :param open_end: allow an episode to match a reference prefix
+    :param coarse_stride: pick the best reference by DTW on every ``coarse_stride``-th step, then align at full
+        resolution to that one only (1: exact choice, each reference aligned at full resolution)
+    :param pretrain: pre-fit the reward model on the reference (reference obs -> own labels)
+    :param pretrain_steps: gradient steps of the pre-fit
+    :param refit_budget_seconds: wall-clock cap of one refit; only truncates (None: no cap)
+    :param refit_steps: gradient steps per refit
+    :param refit_interval: minimum number of new labelled steps between refits
+    :param max_label_data: capacity of the FIFO label store
+    :param net_arch: hidden widths of the reward model
+    :param learning_rate: learning rate of the reward model
+    :param batch_size: minibatch size of the reward model
+    :param seed: seed of the reward model (two runs with the same seed emit identical rewards)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        reference: TrajectoryDataset | str | os.PathLike,
+        label_mode: str = "source_reward",
+        window: int | None = 100,
+        open_end: bool = True,
+        coarse_stride: int = 4,
+        pretrain: bool = True,
+        pretrain_steps: int = 500,
+        refit_budget_seconds: float | None = 1.0,
+        refit_steps: int = 50,
+        refit_interval: int = 2000,
+        max_label_data: int = 100_000,
+        net_arch: Sequence[int] = (64, 64),
+        learning_rate: float = 1e-3,
+        batch_size: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(env)
+        dataset = load_reference(reference)
+        _check_space(env.observation_space, dataset.obs_dim)
+        self.rewarder = DTWRewarder(
+            dataset,
+            label_mode=label_mode,
+            window=window,
+            open_end=open_end,
+            coarse_stride=coarse_stride,
+            pretrain=pretrain,
+            pretrain_steps=pretrain_steps,
+            refit_steps=refit_steps,
+            refit_budget_seconds=refit_budget_seconds,
+            refit_interval=refit_interval,
+            max_label_data=max_label_data,
+            net_arch=net_arch,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        self._episode_obs: list[np.ndarray] = []
+        self._episode_return = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env and start a new episode buffer (an unfinished episode is discarded).
+
+        :param seed: passed to the env
+        :param options: passed to the env
+        :return: ``(obs, info)``
+        """
+        obs, info = self.env.reset(seed=seed, options=options)
+        _check_obs(obs, self.rewarder.obs_dim)
+        self._episode_obs, self._episode_return = [], 0.0
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Step the env and replace its reward by the learned one.
+
+        :param action: action for the env
+        :return: ``(obs, learned_reward, terminated, truncated, info)``
+        """
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        flat = np.asarray(obs, dtype=np.float32).reshape(-1)
+        learned = float(self.rewarder.predict(flat))  # also rejects NaN/inf observations with a ValueError
+        self._episode_obs.append(flat)
+        self._episode_return += float(reward)
+        info = dict(info)
+        info["original_reward"] = float(reward)
+        if terminated or truncated:
+            report = self.rewarder.end_episode(np.stack(self._episode_obs))
+            _episode_info(info, report, self._episode_return)
+            self._episode_obs, self._episode_return = [], 0.0
+        return obs, learned, terminated, truncated, info
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Reward model, label store, RNG, counters and the current episode buffer as numpy arrays.
+
+        :return: flat dict of arrays
+        """
+        state = self.rewarder.get_state()
+        state["episode_obs"] = (
+            np.stack(self._episode_obs) if self._episode_obs else np.zeros((0, self.rewarder.obs_dim), np.float32)
+        )
+        state["episode_return"] = np.asarray(self._episode_return, dtype=np.float64)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state from :meth:`get_state`.
+
+        :param state: dict of arrays
+        """
+        self.rewarder.set_state(state)
+        self._episode_obs = list(np.asarray(state["episode_obs"], dtype=np.float32))
+        self._episode_return = float(state["episode_return"])
+
+    def save_state(self, path: str | os.PathLike) -> str:
+        """Write :meth:`get_state` to an ``.npz`` file (``.npz`` appended if missing).
+
+        :param path: file path
+        :return: the path written
+        """
+        return _save_npz(path, self.get_state())
+
+    def load_state(self, path: str | os.PathLike) -> None:
+        """Restore the state saved by :meth:`save_state`.
+
+        :param path: ``.npz`` file
+        """
+        self.set_state(_load_npz(path))
+
+
+class VecDTWRewardWrapper(VecEnvWrapper):
+    """DTW-aligned learned reward for an SB3 VecEnv: one reward-model call per step for all envs.
+
+    Same reward, labels and info keys as :class:`DTWRewardWrapper` (see there for the parameters); one reward model
+    and label store shared by all sub-envs, one episode buffer per sub-env. For a finished sub-env the reward is
+    computed on ``infos[i]["terminal_observation"]`` (the returned obs is already the reset obs). Finished episodes
+    are processed in sub-env order, so results are reproducible. Place it before ``VecNormalize``
+    (rl-zoo ``vec_env_wrapper`` does).
+
+    :param venv: SB3 VecEnv with a 1-D Box observation space
+    :param reference: reference episodes (dataset or ``.npz`` path)
+    :param rewarder_kwargs: keyword arguments of :class:`DTWRewardWrapper` after ``reference``
+    """
+
+    def __init__(self, venv: VecEnv, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:
+        super().__init__(venv)
+        dataset = load_reference(reference)
+        _check_space(venv.observation_space, dataset.obs_dim)
+        self.rewarder = DTWRewarder(dataset, **rewarder_kwargs)
+        self._episode_obs: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
+        self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
+
+    def reset(self) -> np.ndarray:
+        """Reset all envs and clear the episode buffers.
+
+        :return: observations
+        """
+        obs = self.venv.reset()
+        _check_obs(obs, self.rewarder.obs_dim)
+        self._episode_obs = [[] for _ in range(self.num_envs)]
+        self._episode_returns[:] = 0.0
+        return obs  # type: ignore[return-value]
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step all envs and replace the rewards by the learned ones.
+
+        :return: ``(obs, rewards, dones, infos)``
+        """
+        obs, rewards, dones, infos = self.venv.step_wait()
+        reward_obs = _check_obs(obs, self.rewarder.obs_dim).copy()
+        for index in np.flatnonzero(dones):
+            if "terminal_observation" not in infos[index]:
+                raise ValueError(f"env {index} finished without infos[{index}]['terminal_observation'] (not an SB3 VecEnv?)")
+            reward_obs[index] = _check_obs(infos[index]["terminal_observation"], self.rewarder.obs_dim)[0]
+        learned = self.rewarder.predict(reward_obs).astype(np.float32)
+        for index in range(self.num_envs):
+            self._episode_obs[index].append(reward_obs[index])
+            self._episode_returns[index] += float(rewards[index])
+            infos[index]["original_reward"] = float(rewards[index])
+            if dones[index]:
+                report = self.rewarder.end_episode(np.stack(self._episode_obs[index]))
+                _episode_info(infos[index], report, self._episode_returns[index])
+                self._episode_obs[index], self._episode_returns[index] = [], 0.0
+        return obs, learned, dones, infos
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Reward model, label store, RNG, counters and every sub-env's episode buffer as numpy arrays.
+
+        :return: flat dict of arrays
+        """
+        state = self.rewarder.get_state()
+        for index, buffer in enumerate(self._episode_obs):
+            state[f"episode_obs.{index}"] = np.stack(buffer) if buffer else np.zeros((0, self.rewarder.obs_dim), np.float32)
+        state["episode_returns"] = self._episode_returns.copy()
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state from :meth:`get_state` (same number of envs).
+
+        :param state: dict of arrays
+        """
+        if len(state["episode_returns"]) != self.num_envs:
+            raise ValueError(f"state holds {len(state['episode_returns'])} envs, this VecEnv has {self.num_envs}")
+        self.rewarder.set_state(state)
+        self._episode_obs = [list(np.asarray(state[f"episode_obs.{i}"], np.float32)) for i in range(self.num_envs)]
+        self._episode_returns = np.array(state["episode_returns"], dtype=np.float64)
+
+    def save_state(self, path: str | os.PathLike) -> str:
+        """Write :meth:`get_state` to an ``.npz`` file.
+
+        :param path: file path
+        :return: the path written
+        """
+        return _save_npz(path, self.get_state())
+
+    def load_state(self, path: str | os.PathLike) -> None:
+        """Restore the state saved by :meth:`save_state`.
+
+        :param path: ``.npz`` file
+        """
+        self.set_state(_load_npz(path))
+
+
+class AlignmentCheckpointCallback(BaseCallback):
+    """Save the DTW reward wrapper state every ``save_freq`` calls, next to ``CheckpointCallback``'s files.
+
+    Files: ``{save_path}/{name_prefix}_alignment_{num_timesteps}_steps.npz`` for a :class:`VecDTWRewardWrapper` or a
+    single wrapped env, and ``..._steps_env{i}.npz`` per sub-env when several sub-envs carry a
+    :class:`DTWRewardWrapper` (found with ``env_is_wrapped`` and saved through ``env_method``, which also works with
+    ``SubprocVecEnv``). Use the same ``save_freq``, ``save_path`` and ``name_prefix`` as the ``CheckpointCallback``.
+
+    :param save_freq: save every this many calls of ``on_step`` (per-env steps, as ``CheckpointCallback``)
+    :param save_path: directory
+    :param name_prefix: file name prefix
+    :param verbose: 2 prints every saved path
+    """
+
+    def __init__(self, save_freq: int, save_path: str, name_prefix: str = "rl_model", verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if save_freq < 1:
+            raise ValueError(f"save_freq must be >= 1, got {save_freq}")
+        self.save_freq = save_freq
+        self.save_path = save_path
+        self.name_prefix = name_prefix
+
+    def _init_callback(self) -> None:
+        os.makedirs(self.save_path, exist_ok=True)
+
+    def _checkpoint_path(self, suffix: str = "") -> str:
+        return os.path.join(self.save_path, f"{self.name_prefix}_alignment_{self.num_timesteps}_steps{suffix}.npz")
+
+    def save_states(self) -> list[str]:
+        """Save the state of every DTW reward wrapper found in the training env.
+
+        :return: paths written
+        :raises ValueError: if the training env holds no DTW reward wrapper
+        """
+        venv: VecEnv = self.training_env
+        while isinstance(venv, VecEnvWrapper):
+            if isinstance(venv, VecDTWRewardWrapper):
+                return [venv.save_state(self._checkpoint_path())]
+            venv = venv.venv
+        wrapped = venv.env_is_wrapped(DTWRewardWrapper)
+        indices = [index for index, flag in enumerate(wrapped) if flag]
+        if not indices:
+            raise ValueError("AlignmentCheckpointCallback: the training env holds no DTWRewardWrapper/VecDTWRewardWrapper")
+        paths = []
+        for index in indices:
+            path = self._checkpoint_path("" if len(wrapped) == 1 else f"_env{index}")
+            paths.extend(venv.env_method("save_state", path, indices=[index]))
+        return paths
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq == 0:
+            for path in self.save_states():
+                if self.verbose >= 2:
+                    print(f"Saving alignment state to {path}")
+        return True

@@ -1,0 +1,173 @@
+"""Sequence replay buffer for Dreamer: per-environment streams of steps, sampled as fixed-length windows.
+
+Row t of a stream holds DreamerV3's replay format (danijar/dreamerv3 ``embodied/core/replay.py``): observation x_t,
+the action a_{t-1} that led to it, the reward r_t received on arrival, ``is_first`` (x_t starts an episode) and
+``is_terminal`` (x_t is a true terminal state, not a time-limit truncation). An episode of L steps takes L + 1 rows:
+the reset observation and then one row per step, the last holding the terminal observation.
+
+Sampled tensors are laid out as (batch, time, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer
+
+from sb3_dreamer.dreamer.type_aliases import SequenceSamples
+
+
+class SequenceReplayBuffer(BaseBuffer):
+    """Bounded FIFO of per-environment step streams that samples (batch, time) windows.
+
+    Memory is ``buffer_size`` rows in total (split evenly across environments); images keep their dtype (uint8 stays
+    uint8). Windows never cross the write position of a stream, so they never join unrelated data; they may cross
+    episode boundaries, where ``is_first`` tells the world model to reset its state (as in DreamerV3).
+
+    :param buffer_size: maximum number of rows (steps) kept in total
+    :param observation_space: observation space (Box or Dict)
+    :param action_space: action space; stored actions use the model's representation of width ``action_dim``
+    :param device: device of sampled tensors
+    :param n_envs: number of parallel environments
+    :param action_dim: width of the stored action representation
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        action_dim: int = 1,
+    ) -> None:
+        super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs)
+        self.capacity = max(int(buffer_size) // n_envs, 2)
+        self.action_dim = action_dim
+        subspaces = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {"obs": observation_space}
+        self.obs_keys = list(subspaces)
+        self.observations = {
+            key: np.zeros((n_envs, self.capacity, *space.shape), dtype=space.dtype) for key, space in subspaces.items()
+        }
+        self.prev_actions = np.zeros((n_envs, self.capacity, action_dim), dtype=np.float32)
+        self.rewards = np.zeros((n_envs, self.capacity), dtype=np.float32)
+        self.is_first = np.zeros((n_envs, self.capacity), dtype=bool)
+        self.is_terminal = np.zeros((n_envs, self.capacity), dtype=bool)
+        self.stream_pos = np.zeros(n_envs, dtype=np.int64)
+        self.stream_full = np.zeros(n_envs, dtype=bool)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the buffer's arrays, in bytes."""
+        arrays = [*self.observations.values(), self.prev_actions, self.rewards, self.is_first, self.is_terminal]
+        return int(sum(array.nbytes for array in arrays))
+
+    def size(self) -> int:
+        """Number of rows currently stored, over all environments."""
+        return int(sum(self.capacity if full else pos for pos, full in zip(self.stream_pos, self.stream_full, strict=True)))
+
+    def reset(self) -> None:
+        """Forget all data."""
+        self.stream_pos[:] = 0
+        self.stream_full[:] = False
+
+    def _write(
+        self, env: int, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, first: bool, terminal: bool
+    ) -> None:
+        pos = self.stream_pos[env]
+        for key in self.obs_keys:
+            self.observations[key][env, pos] = obs[key]
+        self.prev_actions[env, pos] = action
+        self.rewards[env, pos] = reward
+        self.is_first[env, pos] = first
+        self.is_terminal[env, pos] = terminal
+        self.stream_pos[env] = (pos + 1) % self.capacity
+        if self.stream_pos[env] == 0:
+            self.stream_full[env] = True
+
+    def add(  # type: ignore[override]
+        self,
+        obs: np.ndarray | dict[str, np.ndarray],
+        next_obs: np.ndarray | dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+        is_first: np.ndarray | None = None,
+    ) -> None:
+        """Store one vectorised transition (x_t, a_t, r_{t+1}, x_{t+1}) for every environment.
+
+        :param obs: observations x_t (n_envs, ...), used only where ``is_first`` starts a new stream segment
+        :param next_obs: next observations x_{t+1}; for finished episodes the true terminal observation
+        :param action: actions a_t in the model's representation (n_envs, action_dim)
+        :param reward: rewards r_{t+1} (n_envs,)
+        :param done: episode ends (n_envs,)
+        :param infos: per-env info dicts; ``TimeLimit.truncated`` marks time-limit ends (not terminal)
+        :param is_first: (n_envs,) flags: x_t starts an episode, so it is written as an ``is_first`` row first
+        """
+        obs_dict = obs if isinstance(obs, dict) else {"obs": obs}
+        next_dict = next_obs if isinstance(next_obs, dict) else {"obs": next_obs}
+        reward = np.asarray(reward, dtype=np.float32).reshape(self.n_envs)
+        action = np.asarray(action, dtype=np.float32).reshape(self.n_envs, self.action_dim)
+        _check_finite("reward", reward)
+        for key in self.obs_keys:
+            _check_finite(f"observation {key!r}", next_dict[key])
+        first = np.ones(self.n_envs, dtype=bool) if is_first is None else np.asarray(is_first, dtype=bool)
+        for env in range(self.n_envs):
+            if first[env]:
+                _check_finite(f"observation {self.obs_keys}", *(obs_dict[key][env] for key in self.obs_keys))
+                start = {key: obs_dict[key][env] for key in self.obs_keys}
+                self._write(env, start, np.zeros(self.action_dim, np.float32), 0.0, True, False)
+            terminal = bool(done[env]) and not infos[env].get("TimeLimit.truncated", False)
+            self._write(env, {key: next_dict[key][env] for key in self.obs_keys}, action[env], reward[env], False, terminal)
+
+    def can_sample(self, batch_length: int) -> bool:
+        """Whether at least one stream holds a window of ``batch_length`` rows."""
+        return bool(np.any(self._num_windows(batch_length) > 0))
+
+    def _num_windows(self, batch_length: int) -> np.ndarray:
+        rows = np.where(self.stream_full, self.capacity, self.stream_pos)
+        return np.maximum(rows - batch_length + 1, 0)
+
+    def sample(self, batch_size: int, batch_length: int = 64, env: Any = None) -> SequenceSamples:  # type: ignore[override]
+        """Sample ``batch_size`` windows of ``batch_length`` consecutive rows, uniformly over all valid windows.
+
+        :param batch_size: number of sequences B
+        :param batch_length: sequence length T
+        :param env: unused (SB3 signature; Dreamer refuses ``VecNormalize``)
+        :return: tensors of shape (B, T, ...)
+        """
+        windows = self._num_windows(batch_length)
+        if windows.sum() == 0:
+            raise ValueError(f"The replay buffer holds no sequence of length {batch_length} yet ({self.size()} rows stored)")
+        envs = np.random.choice(self.n_envs, size=batch_size, p=windows / windows.sum())
+        offsets = np.floor(np.random.random(batch_size) * windows[envs]).astype(np.int64)
+        # In a full stream the oldest row sits at the write position; windows start there and never cross it.
+        starts = np.where(self.stream_full[envs], self.stream_pos[envs] + offsets, offsets)
+        index = (starts[:, None] + np.arange(batch_length)[None, :]) % self.capacity  # (B, T)
+        rows = envs[:, None]
+        observations = {key: self.to_torch(array[rows, index]) for key, array in self.observations.items()}
+        return SequenceSamples(
+            observations=observations if isinstance(self.observation_space, spaces.Dict) else observations["obs"],
+            prev_actions=self.to_torch(self.prev_actions[rows, index]),
+            rewards=self.to_torch(self.rewards[rows, index]),
+            is_first=self.to_torch(self.is_first[rows, index]),
+            is_terminal=self.to_torch(self.is_terminal[rows, index]),
+        )
+
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
+        """Numpy array to a tensor on the buffer's device, keeping integer and boolean dtypes."""
+        return th.as_tensor(array, device=self.device)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> Any:  # pragma: no cover - SB3 abstract method
+        raise NotImplementedError("SequenceReplayBuffer samples windows with sample(batch_size, batch_length)")
+
+
+def _check_finite(name: str, *arrays: np.ndarray) -> None:
+    for array in arrays:
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise ValueError(f"The environment returned a non-finite {name} (NaN or inf): {array}")

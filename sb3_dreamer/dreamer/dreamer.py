@@ -1,0 +1,671 @@
+"""Dreamer: DreamerV3-style model-based RL as a Stable-Baselines3 off-policy algorithm.
+
+Paper: Hafner, Pasukonis, Ba, Lillicrap, "Mastering diverse control tasks through world models", Nature 2025
+(arXiv 2301.04104). Reference implementation: https://github.com/danijar/dreamerv3.
+
+Tensors are laid out as (batch, time, ...) for replayed sequences and (horizon, starts, ...) for imagined ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pathlib
+import pickle
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Image
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
+
+from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
+from sb3_dreamer.dreamer.distributions import twohot_loss, twohot_mean
+from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState, SequenceSamples
+
+SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+#: Weights of the world-model loss terms (DreamerV3, Eq. 5): prediction terms 1, beta_dyn, beta_rep.
+WORLD_MODEL_LOSSES = ("rec", "rew", "cont", "dyn", "rep")
+
+
+def lambda_return(reward: th.Tensor, cont: th.Tensor, value: th.Tensor, gamma: float, return_lambda: float) -> th.Tensor:
+    """Bootstrapped lambda-returns (DreamerV3, Eq. 7; Sutton & Barto 12.1).
+
+    R_t = r_{t+1} + gamma * c_{t+1} * ((1 - lambda) * v(s_{t+1}) + lambda * R_{t+1}),  R_H = v(s_H).
+
+    :param reward: rewards r_1..r_H (H, N)
+    :param cont: continue probabilities c_1..c_H (H, N)
+    :param value: values v(s_0)..v(s_H) (H + 1, N)
+    :param gamma: discount
+    :param return_lambda: lambda
+    :return: returns R_0..R_{H-1} (H, N)
+    """
+    assert reward.shape == cont.shape and value.shape[0] == reward.shape[0] + 1, (reward.shape, cont.shape, value.shape)
+    ret = value[-1]
+    returns = []
+    for t in reversed(range(reward.shape[0])):
+        ret = reward[t] + gamma * cont[t] * ((1.0 - return_lambda) * value[t + 1] + return_lambda * ret)
+        returns.append(ret)
+    return th.stack(returns[::-1])
+
+
+class Dreamer(OffPolicyAlgorithm):
+    """DreamerV3: a world model learned from replay, and an actor-critic trained on trajectories it imagines.
+
+    Paper: https://arxiv.org/abs/2301.04104 (Nature 2025). Reference implementation: https://github.com/danijar/dreamerv3
+
+    Glossary (paper -> code): h_t -> ``deter``, z_t -> ``stoch``, q(z|h,x) -> ``post``, p(z|h) -> ``prior``,
+    filtering -> ``observe``, latent rollout -> ``imagine``, H -> ``imagination_horizon``, lambda -> ``return_lambda``,
+    beta_dyn / beta_rep -> ``dyn_scale`` / ``rep_scale``, free bits -> ``free_nats``, eta -> ``actor_entropy``,
+    EMA critic -> ``slow_critic``.
+
+    Update rate: DreamerV3's ``train_ratio`` is replayed steps per environment step. One update replays
+    ``batch_size * batch_length`` steps, so updates per env step = ``train_ratio / (batch_size * batch_length)``. Either
+    set ``train_ratio`` (then ``train_freq``/``gradient_steps`` are ignored), or SB3's ``train_freq`` and
+    ``gradient_steps``: ``train_freq=2, gradient_steps=1`` with 16 x 64 batches is train ratio 512. With ``n_envs > 1``,
+    ``train_freq`` counts vectorised steps, each bringing ``n_envs`` transitions.
+
+    :param policy: "MlpPolicy", "CnnPolicy", "MultiInputPolicy" (all the same :class:`DreamerPolicy`) or a class
+    :param env: environment or its registered id
+    :param learning_rate: world-model learning rate (float or schedule)
+    :param actor_learning_rate: actor learning rate (float or schedule)
+    :param critic_learning_rate: critic learning rate (float or schedule)
+    :param buffer_size: replay capacity in steps (bounds memory)
+    :param learning_starts: random-action steps before the first update
+    :param batch_size: replayed sequences per update (B)
+    :param batch_length: steps per replayed sequence (T)
+    :param train_freq: update every ``train_freq`` steps (SB3 semantics)
+    :param gradient_steps: updates per training round (SB3 semantics)
+    :param train_ratio: replayed steps per env step (DreamerV3 semantics); overrides ``train_freq``/``gradient_steps``
+    :param gamma: discount (DreamerV3: 1 - 1/333)
+    :param return_lambda: lambda of the lambda-returns
+    :param imagination_horizon: imagined steps H
+    :param imagination_starts: number of posterior states imagination starts from (None: all B * T)
+    :param dyn_scale: beta_dyn, weight of the dynamics KL
+    :param rep_scale: beta_rep, weight of the representation KL
+    :param free_nats: free bits of both KL terms
+    :param actor_entropy: entropy bonus eta
+    :param actor_grad: "reinforce" (likelihood-ratio gradients, DreamerV3), "dynamics" (backpropagate through the
+        imagined dynamics, DreamerV1/V2 continuous control) or "auto" (dynamics for Box actions, else reinforce)
+    :param slow_critic_update: EMA rate of the slow critic per update
+    :param slow_critic_scale: weight of the regulariser toward the slow critic
+    :param return_norm_decay: EMA decay of the return percentiles
+    :param return_norm_limit: minimum return scale (advantages are divided by max(limit, P95 - P5))
+    :param world_model_grad_clip: gradient-norm clip of the world model
+    :param actor_grad_clip: gradient-norm clip of the actor
+    :param critic_grad_clip: gradient-norm clip of the critic
+    :param real_data_ratio: hybrid model-free fallback: weight of actor-critic losses on replayed real sequences (0: off)
+    :param log_image_interval: updates between open-loop image previews in TensorBoard (image observations only)
+    :param action_noise: optional action noise for exploration (continuous actions)
+    :param replay_buffer_kwargs: extra arguments of :class:`SequenceReplayBuffer`
+    :param policy_kwargs: arguments of :class:`DreamerPolicy` (``model_size``, ``net_arch``, widths)
+    :param stats_window_size: episodes averaged for rollout logging
+    :param tensorboard_log: TensorBoard log folder
+    :param verbose: 0 none, 1 info, 2 debug
+    :param seed: random seed
+    :param device: torch device
+    :param _init_setup_model: build the networks at construction
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DreamerPolicy
+    replay_buffer: SequenceReplayBuffer  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[DreamerPolicy] = "MlpPolicy",
+        env: GymEnv | str | None = None,
+        learning_rate: float | Schedule = 3e-4,
+        actor_learning_rate: float | Schedule = 8e-5,
+        critic_learning_rate: float | Schedule = 8e-5,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 1024,
+        batch_size: int = 16,
+        batch_length: int = 64,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        train_ratio: float | None = None,
+        gamma: float = 1.0 - 1.0 / 333.0,
+        return_lambda: float = 0.95,
+        imagination_horizon: int = 15,
+        imagination_starts: int | None = None,
+        dyn_scale: float = 0.5,
+        rep_scale: float = 0.1,
+        free_nats: float = 1.0,
+        actor_entropy: float = 3e-4,
+        actor_grad: str = "auto",
+        slow_critic_update: float = 0.02,
+        slow_critic_scale: float = 1.0,
+        return_norm_decay: float = 0.99,
+        return_norm_limit: float = 1.0,
+        world_model_grad_clip: float = 1000.0,
+        actor_grad_clip: float = 100.0,
+        critic_grad_clip: float = 100.0,
+        real_data_ratio: float = 0.0,
+        log_image_interval: int = 1000,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if train_ratio is not None:
+            # One training round per vectorised step, with as many updates as the replay credit allows (see train()).
+            train_freq, gradient_steps = 1, -1
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=None,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete),
+        )
+        if actor_grad not in ("auto", "reinforce", "dynamics"):
+            raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {actor_grad!r}")
+        if not 0.0 <= real_data_ratio <= 1.0:
+            raise ValueError(f"real_data_ratio must lie in [0, 1], got {real_data_ratio}")
+        if batch_length < 2 or batch_size < 1 or imagination_horizon < 1:
+            raise ValueError("batch_length must be >= 2, batch_size >= 1 and imagination_horizon >= 1")
+        self.actor_learning_rate = actor_learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        self.batch_length = batch_length
+        self.train_ratio = train_ratio
+        self.return_lambda = return_lambda
+        self.imagination_horizon = imagination_horizon
+        self.imagination_starts = imagination_starts
+        self.loss_scales = {"rec": 1.0, "rew": 1.0, "cont": 1.0, "dyn": dyn_scale, "rep": rep_scale}
+        self.free_nats = free_nats
+        self.actor_entropy = actor_entropy
+        self.actor_grad = actor_grad
+        self.slow_critic_update = slow_critic_update
+        self.slow_critic_scale = slow_critic_scale
+        self.return_norm_decay = return_norm_decay
+        self.return_norm_limit = return_norm_limit
+        self.world_model_grad_clip = world_model_grad_clip
+        self.actor_grad_clip = actor_grad_clip
+        self.critic_grad_clip = critic_grad_clip
+        self.real_data_ratio = real_data_ratio
+        self.log_image_interval = log_image_interval
+        self._replay_credit = 0.0
+        self._last_latent: AgentState | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    # Setup -------------------------------------------------------------------------------------------------------------
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        _check_observation_space(self.observation_space)
+        self._refuse_vec_normalize(self.env)
+        self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.policy = self.policy_class(
+            self.observation_space,
+            self.action_space,
+            self.lr_schedule,
+            actor_lr_schedule=self.actor_lr_schedule,
+            critic_lr_schedule=self.critic_lr_schedule,
+            **self.policy_kwargs,
+        ).to(self.device)
+        self.replay_buffer = SequenceReplayBuffer(
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            action_dim=self.policy.action_dim,
+            **(self.replay_buffer_kwargs or {}),
+        )
+        self._convert_train_freq()
+        self._last_latent = None
+
+    @staticmethod
+    def _refuse_vec_normalize(env: VecEnv | None) -> None:
+        if env is not None and unwrap_vec_normalize(env) is not None:
+            raise ValueError(
+                "Dreamer does not support VecNormalize: its world model normalises observations itself (symlog) and "
+                "learns rewards in symlog space. Train without it (rl-zoo: `normalize: false`)."
+            )
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        """Replace the environment (same spaces and number of envs). VecNormalize is refused, as at construction."""
+        super().set_env(env, force_reset=force_reset)
+        self._refuse_vec_normalize(self.env)
+        self._last_latent = None
+
+    @property
+    def _actor_grad(self) -> str:
+        if self.actor_grad == "auto":
+            return "dynamics" if isinstance(self.action_space, spaces.Box) else "reinforce"
+        return self.actor_grad
+
+    # Interaction -------------------------------------------------------------------------------------------------------
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Filter the last observation into the RSSM state and act (random actions before ``learning_starts``).
+
+        :return: actions for the environment and their model representation (scaled Box, one-hot), which is stored
+        """
+        if self._last_latent is None or self._last_latent.deter.shape[0] != n_envs:
+            self._last_latent = self.policy.initial_state(n_envs)
+        self.policy.set_training_mode(False)
+        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
+        env_action, latent = self.policy.act(obs_tensor, self._last_latent, self._last_episode_starts, deterministic=False)
+        if self.num_timesteps < learning_starts:
+            env_action = np.array([self.action_space.sample() for _ in range(n_envs)])
+        model_action = self.policy.to_model_action(env_action)
+        if action_noise is not None and isinstance(self.action_space, spaces.Box):
+            model_action = np.clip(model_action + action_noise().reshape(n_envs, -1), -1.0, 1.0).astype(np.float32)
+            env_action = self.policy.unscale_action(model_action).reshape(n_envs, *self.action_space.shape)
+        self._last_latent = AgentState(latent.deter, latent.stoch, model_action)
+        return env_action, model_action
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Store the step in the sequence buffer; on ``done`` the true last observation is ``terminal_observation``."""
+        next_obs = {k: v.copy() for k, v in new_obs.items()} if isinstance(new_obs, dict) else new_obs.copy()
+        for i, done in enumerate(dones):
+            terminal_obs = infos[i].get("terminal_observation") if done else None
+            if terminal_obs is not None:
+                if isinstance(next_obs, dict):
+                    for key in next_obs:
+                        next_obs[key][i] = terminal_obs[key]
+                else:
+                    next_obs[i] = terminal_obs
+        self.replay_buffer.add(
+            self._last_obs,  # type: ignore[arg-type]
+            next_obs,
+            buffer_action,
+            reward,
+            dones,
+            infos,
+            is_first=self._last_episode_starts,
+        )
+        self._last_obs = new_obs
+        self._last_episode_starts = np.asarray(dones, dtype=bool).copy()
+
+    def learn(
+        self: SelfDreamer,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "Dreamer",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDreamer:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    # Training ----------------------------------------------------------------------------------------------------------
+
+    def _updates_due(self, gradient_steps: int) -> int:
+        """Number of updates for this round: ``gradient_steps``, or the replay credit earned under ``train_ratio``."""
+        if self.train_ratio is None:
+            return gradient_steps
+        self._replay_credit += gradient_steps * self.train_ratio / (self.batch_size * self.batch_length)
+        updates = int(self._replay_credit)
+        self._replay_credit -= updates
+        return updates
+
+    def _update_learning_rate(self, optimizers: Any = None) -> None:
+        progress = self._current_progress_remaining
+        policy = self.policy
+        for optimizer, schedule, key in (
+            (policy.world_model_optimizer, self.lr_schedule, "learning_rate"),
+            (policy.actor_optimizer, self.actor_lr_schedule, "actor_learning_rate"),
+            (policy.critic_optimizer, self.critic_lr_schedule, "critic_learning_rate"),
+        ):
+            update_learning_rate(optimizer, schedule(progress))
+            self.logger.record(f"train/{key}", schedule(progress))
+
+    def train(self, gradient_steps: int, batch_size: int = 16) -> None:
+        """Run the updates due: world model, then actor and critic in imagination (DreamerV3, Methods).
+
+        :param gradient_steps: updates to run (or, under ``train_ratio``, env transitions collected since last round)
+        :param batch_size: replayed sequences per update
+        """
+        updates = self._updates_due(gradient_steps)
+        if updates == 0 or not self.replay_buffer.can_sample(self.batch_length):
+            return
+        self.policy.set_training_mode(True)
+        self._update_learning_rate()
+        policy, bins = self.policy, self.policy.bins
+        metrics: dict[str, list[float]] = {}
+        dynamics_grad = self._actor_grad == "dynamics"
+
+        def imagination_policy(feat: th.Tensor) -> th.Tensor:
+            # The actor sees detached states; with dynamics gradients, its action still steers the imagined rollout.
+            return policy.action_dist(feat.detach()).sample(straight_through=dynamics_grad)
+
+        start_time = time.perf_counter()
+        for _ in range(updates):
+            # 1. Replay: B sequences of T steps, row t = (x_t, a_{t-1}, r_t, is_first_t, is_terminal_t).
+            data = self.replay_buffer.sample(batch_size, self.batch_length)
+            B, T = data.rewards.shape
+            flat_obs = _flatten_time(data.observations)
+
+            # 2. World model (Eq. 5): prediction losses + KL balancing with free bits.
+            embed = policy.codec.encode(flat_obs).view(B, T, -1)
+            post, post_lp, prior_lp = policy.rssm.observe(embed, data.prev_actions, data.is_first)
+            feat = th.cat(post, dim=-1)  # (B, T, F)
+            dyn, rep = policy.rssm.kl_loss(post_lp, prior_lp, self.free_nats)
+            losses = {
+                "rec": policy.codec.reconstruction_loss(feat.flatten(0, 1), flat_obs).view(B, T),
+                "rew": twohot_loss(policy.reward_head(feat), data.rewards, bins),
+                "cont": F.binary_cross_entropy_with_logits(
+                    policy.continue_head(feat).squeeze(-1), (~data.is_terminal).float(), reduction="none"
+                ),
+                "dyn": dyn,
+                "rep": rep,
+            }
+            assert losses.keys() == self.loss_scales.keys(), (losses.keys(), self.loss_scales.keys())
+            world_model_loss = sum(self.loss_scales[key] * loss.mean() for key, loss in losses.items())
+            if not th.isfinite(world_model_loss):
+                raise ValueError(f"Dreamer: non-finite world-model loss after {self._n_updates} updates; lower learning_rate")
+            wm_norm = _optimizer_step(policy.world_model_optimizer, world_model_loss, self.world_model_grad_clip)
+
+            # 3. Imagine H steps from (a subset of) the posterior states, detached from the world model.
+            #    s_0 --a_0--> s_1 --a_1--> ... --a_{H-1}--> s_H
+            #    r_t, c_t = heads(s_t) for t >= 1 (reward and continue on arrival); v_t = critic(s_t) for t = 0..H;
+            #    c_0 = 1 - is_terminal of the replayed start (imagining past a real terminal state is not weighted).
+            start = RSSMState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
+            start_cont = (~data.is_terminal).float().flatten()
+            if self.imagination_starts is not None and self.imagination_starts < start_cont.shape[0]:
+                keep = th.randperm(start_cont.shape[0], device=self.device)[: self.imagination_starts]
+                start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
+            with self._imagination_context(dynamics_grad):
+                feats, actions = policy.rssm.imagine(start, imagination_policy, self.imagination_horizon)
+                reward = twohot_mean(policy.reward_head(feats[1:]), bins)  # (H, N)
+                cont = th.sigmoid(policy.continue_head(feats[1:]).squeeze(-1))  # (H, N)
+                value = policy.value(feats)  # (H + 1, N)
+
+            # 4. Lambda-returns (Eq. 7) and per-step weights w_t = c_0 * prod_{k<=t} gamma * c_k (stop-gradient).
+            returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)  # (H, N)
+            discount = th.cat([start_cont[None], self.gamma * cont[:-1]]).detach()
+            weight = th.cumprod(discount, dim=0)  # (H, N)
+            scale = self._return_scale(returns.detach())
+
+            # 5. Actor (Eq. 11): advantages normalised by the return scale, entropy bonus.
+            dist = policy.action_dist(feats[:-1].detach())
+            advantage = (returns - value[:-1].detach()) / scale
+            if dynamics_grad:
+                objective = advantage
+            else:
+                objective = dist.log_prob(actions.detach()) * advantage.detach()
+            entropy = dist.entropy()
+            actor_loss = -(weight * (objective + self.actor_entropy * entropy)).mean()
+            # 6. Critic (Eq. 10): two-hot regression on lambda-returns, regularised toward the slow critic.
+            critic_logits = policy.critic(feats[:-1].detach())
+            slow_value = policy.value(feats[:-1].detach(), slow=True)
+            critic_loss = (
+                weight
+                * (
+                    twohot_loss(critic_logits, returns.detach(), bins)
+                    + self.slow_critic_scale * twohot_loss(critic_logits, slow_value, bins)
+                )
+            ).mean()
+            if self.real_data_ratio > 0.0:
+                real_actor_loss, real_critic_loss = self._real_data_losses(feat.detach(), data, scale)
+                actor_loss = (1.0 - self.real_data_ratio) * actor_loss + self.real_data_ratio * real_actor_loss
+                critic_loss = (1.0 - self.real_data_ratio) * critic_loss + self.real_data_ratio * real_critic_loss
+            actor_norm = _optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
+            critic_norm = _optimizer_step(policy.critic_optimizer, critic_loss, self.critic_grad_clip)
+
+            # 7. Slow critic: EMA of the critic's weights.
+            polyak_update(policy.critic.parameters(), policy.slow_critic.parameters(), self.slow_critic_update)
+
+            step_metrics = {f"{key}_loss": loss.mean().item() for key, loss in losses.items()}
+            step_metrics.update(
+                world_model_loss=world_model_loss.item(),
+                actor_loss=actor_loss.item(),
+                critic_loss=critic_loss.item(),
+                entropy=entropy.mean().item(),
+                imagined_return=returns.mean().item(),
+                return_scale=float(scale),
+                world_model_grad_norm=wm_norm,
+                actor_grad_norm=actor_norm,
+                critic_grad_norm=critic_norm,
+            )
+            for key, number in step_metrics.items():
+                metrics.setdefault(key, []).append(number)
+            self._n_updates += 1
+            if self.log_image_interval > 0 and self._n_updates % self.log_image_interval == 0:
+                self._log_open_loop(data)
+
+        elapsed = time.perf_counter() - start_time
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/updates_per_second", updates / max(elapsed, 1e-9))
+        for key, numbers in metrics.items():
+            self.logger.record(f"train/{key}", float(np.mean(numbers)))
+
+    @contextlib.contextmanager
+    def _imagination_context(self, dynamics_grad: bool) -> Iterator[None]:
+        """No gradients at all for likelihood-ratio actors; otherwise gradients reach the actions, not the world model."""
+        if not dynamics_grad:
+            with th.no_grad():
+                yield
+            return
+        params = self.policy.world_model_parameters()
+        for param in params:
+            param.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for param in params:
+                param.requires_grad_(True)
+
+    def _return_scale(self, returns: th.Tensor) -> th.Tensor:
+        """S = max(limit, EMA(P95(R)) - EMA(P5(R))) (DreamerV3, Eq. 7, "percentile return normalisation")."""
+        policy = self.policy
+        flat = returns.flatten().float()
+        low, high = th.quantile(flat, 0.05), th.quantile(flat, 0.95)
+        decay = self.return_norm_decay if bool(policy.return_norm_initialized) else 0.0
+        policy.return_low.mul_(decay).add_((1.0 - decay) * low)
+        policy.return_high.mul_(decay).add_((1.0 - decay) * high)
+        policy.return_norm_initialized.fill_(1.0)
+        return th.clamp(policy.return_high - policy.return_low, min=self.return_norm_limit)
+
+    def _real_data_losses(self, feat: th.Tensor, data: SequenceSamples, scale: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Hybrid fallback (seed 004, MBPO flavour): actor-critic losses along replayed real sequences.
+
+        Transitions t -> t+1 inside one episode use the real reward r_{t+1} and continue flag; the actor takes a
+        likelihood-ratio step on the real action a_t (stored in row t + 1) with the lambda-return advantage.
+
+        :param feat: posterior model states (B, T, F), detached
+        :param data: the replayed batch
+        :param scale: the current return scale
+        :return: actor and critic losses
+        """
+        policy = self.policy
+        valid = (~data.is_first[:, 1:]).float()  # (B, T-1): row t+1 continues row t's episode
+        reward = (data.rewards[:, 1:] * valid).T  # (T-1, B)
+        cont = ((~data.is_terminal[:, 1:]).float() * valid).T
+        feats = feat.transpose(0, 1)  # (T, B, F)
+        with th.no_grad():
+            value = policy.value(feats)
+            returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)
+        weight = valid.T
+        dist = policy.action_dist(feats[:-1])
+        advantage = (returns - value[:-1]) / scale
+        actor_loss = -(weight * (dist.log_prob(data.prev_actions[:, 1:].transpose(0, 1)) * advantage)).mean()
+        critic_loss = (weight * twohot_loss(policy.critic(feats[:-1]), returns, policy.bins)).mean()
+        return actor_loss, critic_loss
+
+    def _log_open_loop(self, data: SequenceSamples) -> None:
+        """Log real vs open-loop imagined frames of one replayed sequence to TensorBoard (image observations only).
+
+        The first ``context`` steps are filtered with the posterior, the rest imagined with the replayed actions.
+        """
+        policy = self.policy
+        if not policy.codec.image_specs:
+            return
+        context = min(5, self.batch_length - 1)
+        with th.no_grad():
+            obs = _index_first(data.observations)
+            embed = policy.codec.encode(_flatten_time(obs)).view(1, self.batch_length, -1)
+            post, _, _ = policy.rssm.observe(embed[:, :context], data.prev_actions[:1, :context], data.is_first[:1, :context])
+            state = RSSMState(post.deter[:, -1], post.stoch[:, -1])
+            feats = [th.cat(state, dim=-1)]
+            for t in range(context, self.batch_length):
+                deter = policy.rssm.sequence_step(state, data.prev_actions[:1, t])
+                state = RSSMState(deter, policy.rssm.prior_log_probs(deter).exp().flatten(-2))
+                feats.append(th.cat(state, dim=-1))
+            imagined = policy.codec.decode_images(th.cat(feats[1:]))
+            real, _ = policy.codec.targets(_flatten_time(_slice_time(obs, context)))
+        for key, frames in imagined.items():
+            truth = real[key] + 0.5  # (T', C, H, W)
+            strip = th.cat([th.cat(list(truth), dim=-1), th.cat(list(frames), dim=-1)], dim=-2)  # real over imagined
+            if strip.shape[0] not in (1, 3):
+                strip = strip[:1]
+            self.logger.record(
+                f"train/open_loop_{key}", Image(strip.cpu().numpy(), "CHW"), exclude=("stdout", "log", "json", "csv")
+            )
+
+    # Saving ------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfDreamer],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfDreamer:
+        """Load a model saved with :meth:`save` (SB3's ``load``), with a clear error for damaged or foreign files.
+
+        :param path: the zip file
+        :param env: environment to attach (must match the saved spaces)
+        :param device: torch device
+        :param custom_objects: values that replace saved ones (e.g. schedules that cannot be unpickled)
+        :param print_system_info: print the saved and current system info
+        :param force_reset: reset the environment before the next ``learn``
+        :return: the model
+        """
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except (AssertionError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
+            raise ValueError(f"Could not load a Dreamer model from {path!r}: {type(error).__name__}: {error}") from error
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_latent", "actor_lr_schedule", "critic_lr_schedule"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Load a replay buffer saved with :meth:`save_replay_buffer`.
+
+        Every stream restarts its episode at the next step (``is_first``), so ``truncate_last_traj`` needs no action.
+
+        :param path: the pickle file
+        :param truncate_last_traj: accepted for SB3 compatibility
+        """
+        try:
+            buffer = load_from_pkl(path, self.verbose)
+        except Exception as error:  # a truncated or foreign pickle raises many exception types
+            raise ValueError(f"Could not read a replay buffer from {path!r}: {error}") from error
+        if not isinstance(buffer, SequenceReplayBuffer):
+            raise ValueError(f"{path!r} holds a {type(buffer).__name__}, not a Dreamer SequenceReplayBuffer")
+        if buffer.n_envs != self.n_envs or buffer.action_dim != self.policy.action_dim:
+            raise ValueError(
+                f"The replay buffer in {path!r} was made for n_envs={buffer.n_envs}, action_dim={buffer.action_dim}; "
+                f"this model has n_envs={self.n_envs}, action_dim={self.policy.action_dim}"
+            )
+        buffer.device = self.device
+        self.replay_buffer = buffer
+        self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
+
+
+def _check_observation_space(space: spaces.Space) -> None:
+    boxes = space.spaces.values() if isinstance(space, spaces.Dict) else [space]
+    for sub in boxes:
+        if not isinstance(sub, spaces.Box) or len(sub.shape) not in (1, 2, 3):
+            raise ValueError(
+                f"Dreamer supports Box observations (vectors or images) and Dict spaces of them, got {space}. "
+                "Wrap other spaces first (e.g. gymnasium.wrappers.FlattenObservation for Discrete/Tuple spaces)."
+            )
+
+
+def _flatten_time(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
+    """(B, T, ...) -> (B * T, ...) for a tensor or each tensor of a dict."""
+    if isinstance(obs, dict):
+        return {key: value.flatten(0, 1) for key, value in obs.items()}
+    return obs.flatten(0, 1)
+
+
+def _index_first(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
+    if isinstance(obs, dict):
+        return {key: value[:1] for key, value in obs.items()}
+    return obs[:1]
+
+
+def _slice_time(obs: th.Tensor | dict[str, th.Tensor], start: int) -> th.Tensor | dict[str, th.Tensor]:
+    if isinstance(obs, dict):
+        return {key: value[:, start:] for key, value in obs.items()}
+    return obs[:, start:]
+
+
+def _optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor, max_norm: float) -> float:
+    """Zero, backpropagate, clip the gradient norm and step; returns the gradient norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    norm = th.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    return float(norm)

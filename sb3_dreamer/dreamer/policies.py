@@ -1,0 +1,345 @@
+"""Dreamer's policy: world model, actor, critic and slow critic, with a ``predict`` that carries the RSSM state.
+
+Paper: Hafner et al., "Mastering diverse control tasks through world models", Nature 2025 (DreamerV3).
+Reference implementation: https://github.com/danijar/dreamerv3. Tensors are laid out as (batch, time, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_dreamer.dreamer.distributions import mode_onehot, sample_onehot, twohot_bins, twohot_mean, unimix_logits
+from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState
+from sb3_dreamer.dreamer.world_model import RSSM, ObservationCodec, mlp
+
+#: Model sizes. ``size*`` presets are DreamerV3's (danijar/dreamerv3 ``configs.yaml``; Nature 2025, Extended Data
+#: Table 4), ``xs`` is this project's CPU preset (measured in ``benchmarks/speed.py``), ``debug`` is for tests.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "debug": dict(deter=16, stoch=4, classes=4, units=16, mlp_layers=1, cnn_depth=4),
+    "xs": dict(deter=128, stoch=16, classes=8, units=128, mlp_layers=2, cnn_depth=16),
+    "size1m": dict(deter=512, stoch=32, classes=4, units=64, mlp_layers=3, cnn_depth=4),
+    "size12m": dict(deter=2048, stoch=32, classes=16, units=256, mlp_layers=3, cnn_depth=16),
+    "size25m": dict(deter=3072, stoch=32, classes=24, units=384, mlp_layers=3, cnn_depth=24),
+    "size200m": dict(deter=8192, stoch=32, classes=64, units=1024, mlp_layers=3, cnn_depth=64),
+}
+
+
+class ActionDist:
+    """Action distribution of the actor, in the model's action representation.
+
+    Continuous actions: DreamerV3's bounded normal, mean tanh(mu), std in [min_std, max_std]; samples are clipped to
+    [-1, 1] when executed. Discrete and multi-discrete actions: one-hot categoricals with uniform mix.
+
+    :param params: actor outputs (..., P)
+    :param action_space: the environment's action space
+    :param unimix: uniform mix of discrete actions
+    :param min_std: lower bound of the normal's standard deviation
+    :param max_std: upper bound of the normal's standard deviation
+    """
+
+    def __init__(self, params: th.Tensor, action_space: spaces.Space, unimix: float, min_std: float, max_std: float):
+        self.continuous = isinstance(action_space, spaces.Box)
+        if self.continuous:
+            mean, std = params.chunk(2, dim=-1)
+            self.mean = th.tanh(mean)
+            self.std = (max_std - min_std) * th.sigmoid(std + 2.0) + min_std
+        else:
+            sizes = [int(action_space.n)] if isinstance(action_space, spaces.Discrete) else list(action_space.nvec)
+            self.log_probs = [unimix_logits(part, unimix) for part in params.split(sizes, dim=-1)]
+
+    def sample(self, straight_through: bool = False) -> th.Tensor:
+        """Sample an action (reparameterised for continuous actions, straight-through if asked for discrete)."""
+        if self.continuous:
+            return self.mean + self.std * th.randn_like(self.mean)
+        return th.cat([sample_onehot(lp, straight_through) for lp in self.log_probs], dim=-1)
+
+    def mode(self) -> th.Tensor:
+        """Most likely action."""
+        if self.continuous:
+            return self.mean
+        return th.cat([mode_onehot(lp) for lp in self.log_probs], dim=-1)
+
+    def log_prob(self, action: th.Tensor) -> th.Tensor:
+        """Log-likelihood of actions (..., A), summed over action dimensions."""
+        if self.continuous:
+            return th.distributions.Normal(self.mean, self.std).log_prob(action).sum(-1)
+        parts = action.split([lp.shape[-1] for lp in self.log_probs], dim=-1)
+        return sum((part * lp).sum(-1) for part, lp in zip(parts, self.log_probs, strict=True))
+
+    def entropy(self) -> th.Tensor:
+        """Entropy, summed over action dimensions."""
+        if self.continuous:
+            return th.distributions.Normal(self.mean, self.std).entropy().sum(-1)
+        return sum(-(lp.exp() * lp).sum(-1) for lp in self.log_probs)
+
+
+def action_dim(action_space: spaces.Space) -> int:
+    """Width of the model's action representation: Box dims, or the total one-hot width of (Multi)Discrete."""
+    if isinstance(action_space, spaces.Box):
+        return int(np.prod(action_space.shape))
+    if isinstance(action_space, spaces.Discrete):
+        return int(action_space.n)
+    return int(np.sum(action_space.nvec))
+
+
+class DreamerPolicy(BasePolicy):
+    """World model, actor, critic and slow critic of Dreamer, and the optimisers that ``Dreamer.train`` steps.
+
+    :param observation_space: Box (vector or image) or Dict observation space
+    :param action_space: Box, Discrete or MultiDiscrete action space
+    :param lr_schedule: world-model learning-rate schedule
+    :param actor_lr_schedule: actor learning-rate schedule
+    :param critic_lr_schedule: critic learning-rate schedule
+    :param model_size: a key of :data:`MODEL_SIZES`
+    :param net_arch: SB3-style MLP widths: a list sets ``units`` and ``mlp_layers`` of every MLP; a dict with keys
+        ``pi`` / ``vf`` sets the actor / critic widths
+    :param deter: override of the preset's deterministic state width
+    :param stoch: override of the number of categorical latents
+    :param classes: override of the classes per latent
+    :param units: override of the MLP width
+    :param mlp_layers: override of the MLP depth
+    :param cnn_depth: override of the first CNN stage width
+    :param unimix: uniform mix of latents and discrete actions
+    :param min_std: lower bound of the continuous actor's standard deviation
+    :param max_std: upper bound of the continuous actor's standard deviation
+    :param num_bins: bins of the two-hot reward and critic heads
+    :param optimizer_class: optimiser of all three modules (DreamerV3 2023 code: Adam)
+    :param optimizer_kwargs: extra optimiser arguments; the default eps is 1e-8 (world model) and 1e-5 (actor, critic)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        actor_lr_schedule: Schedule | None = None,
+        critic_lr_schedule: Schedule | None = None,
+        model_size: str = "xs",
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        deter: int | None = None,
+        stoch: int | None = None,
+        classes: int | None = None,
+        units: int | None = None,
+        mlp_layers: int | None = None,
+        cnn_depth: int | None = None,
+        unimix: float = 0.01,
+        min_std: float = 0.1,
+        max_std: float = 1.0,
+        num_bins: int = 255,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(observation_space, action_space, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
+        if model_size not in MODEL_SIZES:
+            raise ValueError(f"Unknown model_size {model_size!r}; choose one of {sorted(MODEL_SIZES)}")
+        size = dict(MODEL_SIZES[model_size])
+        overrides = dict(deter=deter, stoch=stoch, classes=classes, units=units, mlp_layers=mlp_layers, cnn_depth=cnn_depth)
+        size.update({key: value for key, value in overrides.items() if value is not None})
+        actor_arch = critic_arch = [size["units"]] * size["mlp_layers"]
+        if isinstance(net_arch, dict):
+            actor_arch = list(net_arch.get("pi", actor_arch))
+            critic_arch = list(net_arch.get("vf", net_arch.get("qf", critic_arch)))
+        elif net_arch is not None:
+            if len(net_arch) == 0 or len(set(net_arch)) != 1:
+                raise ValueError(f"net_arch must be a non-empty list of equal widths (e.g. [256, 256]), got {net_arch}")
+            size["units"], size["mlp_layers"] = int(net_arch[0]), len(net_arch)
+            actor_arch = critic_arch = list(net_arch)
+        self.size = size
+        self.model_size, self.net_arch = model_size, net_arch
+        self.unimix, self.min_std, self.max_std, self.num_bins = unimix, min_std, max_std, num_bins
+        self.lr_schedule = lr_schedule
+        self.actor_lr_schedule = actor_lr_schedule or lr_schedule
+        self.critic_lr_schedule = critic_lr_schedule or lr_schedule
+        self.action_dim = action_dim(action_space)
+        self._build(size, actor_arch, critic_arch)
+
+    def _build(self, size: dict[str, int], actor_arch: list[int], critic_arch: list[int]) -> None:
+        units, layers = size["units"], size["mlp_layers"]
+        feat_dim = size["deter"] + size["stoch"] * size["classes"]
+        self.codec = ObservationCodec(self.observation_space, units, layers, size["cnn_depth"], feat_dim)
+        self.rssm = RSSM(
+            size["deter"], size["stoch"], size["classes"], units, self.action_dim, self.codec.embed_dim, self.unimix
+        )
+        # Reward head and critic are zero-initialised two-hot heads (DreamerV3 outscale 0), 1 hidden layer for reward/continue.
+        self.reward_head = mlp(feat_dim, [units], self.num_bins, zero_init=True)
+        self.continue_head = mlp(feat_dim, [units], 1)
+        actor_out = 2 * self.action_dim if isinstance(self.action_space, spaces.Box) else self.action_dim
+        self.actor = mlp(feat_dim, actor_arch, actor_out)
+        self.critic = mlp(feat_dim, critic_arch, self.num_bins, zero_init=True)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.register_buffer("bins", twohot_bins(self.num_bins))
+        # Return normalisation statistics (EMA of the 5th and 95th percentile, DreamerV3 Eq. 7): kept as buffers so that
+        # they are saved with the policy and restored exactly.
+        self.register_buffer("return_low", th.zeros(()))
+        self.register_buffer("return_high", th.zeros(()))
+        self.register_buffer("return_norm_initialized", th.zeros(()))
+
+        opt_kwargs = dict(self.optimizer_kwargs)
+        world_model_params = [
+            *self.codec.parameters(),
+            *self.rssm.parameters(),
+            *self.reward_head.parameters(),
+            *self.continue_head.parameters(),
+        ]
+        self.world_model_optimizer = self.optimizer_class(
+            world_model_params, lr=self.lr_schedule(1), **{"eps": 1e-8, **opt_kwargs}
+        )
+        self.actor_optimizer = self.optimizer_class(
+            self.actor.parameters(), lr=self.actor_lr_schedule(1), **{"eps": 1e-5, **opt_kwargs}
+        )
+        self.critic_optimizer = self.optimizer_class(
+            self.critic.parameters(), lr=self.critic_lr_schedule(1), **{"eps": 1e-5, **opt_kwargs}
+        )
+        # SB3 expects ``policy.optimizer`` (e.g. its DQN compatibility path on load); the world model is the main one.
+        self.optimizer = self.world_model_optimizer
+
+    def world_model_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the world-model loss."""
+        return [p for group in self.world_model_optimizer.param_groups for p in group["params"]]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            lr_schedule=self._dummy_schedule,
+            actor_lr_schedule=self._dummy_schedule,
+            critic_lr_schedule=self._dummy_schedule,
+            model_size=self.model_size,
+            net_arch=self.net_arch,
+            deter=self.size["deter"],
+            stoch=self.size["stoch"],
+            classes=self.size["classes"],
+            units=self.size["units"],
+            mlp_layers=self.size["mlp_layers"],
+            cnn_depth=self.size["cnn_depth"],
+            unimix=self.unimix,
+            min_std=self.min_std,
+            max_std=self.max_std,
+            num_bins=self.num_bins,
+        )
+        return data
+
+    # Acting -----------------------------------------------------------------------------------------------------------
+
+    def action_dist(self, feat: th.Tensor) -> ActionDist:
+        """The actor's distribution pi(a | s) for model states (..., F)."""
+        return ActionDist(self.actor(feat), self.action_space, self.unimix, self.min_std, self.max_std)
+
+    def value(self, feat: th.Tensor, slow: bool = False) -> th.Tensor:
+        """Critic (or slow critic) value of model states (..., F) in the environment's reward scale."""
+        return twohot_mean((self.slow_critic if slow else self.critic)(feat), self.bins)
+
+    def initial_state(self, n_envs: int) -> AgentState:
+        """Zero recurrent state for ``n_envs`` environments."""
+        size = self.size
+        return AgentState(
+            np.zeros((n_envs, size["deter"]), np.float32),
+            np.zeros((n_envs, size["stoch"] * size["classes"]), np.float32),
+            np.zeros((n_envs, self.action_dim), np.float32),
+        )
+
+    def filter_step(self, obs: PyTorchObs, state: AgentState, episode_start: np.ndarray, deterministic: bool) -> th.Tensor:
+        """One posterior step on real observations: returns the model state (N, F) after observing ``obs``.
+
+        :param obs: preprocessed observation tensors (N, ...)
+        :param state: recurrent state before ``obs``: (h_{t-1}, z_{t-1}, a_{t-1})
+        :param episode_start: (N,) flags: reset these rows to the initial state first (``is_first``)
+        :param deterministic: use the posterior's mode instead of a sample
+        """
+        keep = th.as_tensor(1.0 - np.asarray(episode_start, dtype=np.float32), device=self.device).view(-1, 1)
+        deter, stoch, prev_action = (th.as_tensor(x, device=self.device) * keep for x in state)
+        deter = self.rssm.sequence_step(RSSMState(deter, stoch), prev_action)
+        post_lp = self.rssm.post_log_probs(deter, self.codec.encode(obs))
+        stoch = (mode_onehot(post_lp) if deterministic else sample_onehot(post_lp, straight_through=False)).flatten(-2)
+        return th.cat([deter, stoch], dim=-1)
+
+    def to_env_action(self, action: th.Tensor) -> np.ndarray:
+        """Map model actions (N, A) to environment actions: unscale Box actions, argmax one-hot segments."""
+        if isinstance(self.action_space, spaces.Box):
+            scaled = action.clamp(-1.0, 1.0).cpu().numpy()
+            env_action = self.unscale_action(scaled).reshape(-1, *self.action_space.shape)
+            return env_action.astype(self.action_space.dtype)
+        sizes = [int(self.action_space.n)] if isinstance(self.action_space, spaces.Discrete) else list(self.action_space.nvec)
+        indices = th.stack([part.argmax(-1) for part in action.split(sizes, dim=-1)], dim=-1).cpu().numpy()
+        if isinstance(self.action_space, spaces.Discrete):
+            indices = indices[:, 0]
+        return indices.astype(self.action_space.dtype)
+
+    def to_model_action(self, env_action: np.ndarray) -> np.ndarray:
+        """Map environment actions (N, ...) to the model's representation (N, A): scaled Box, one-hot (Multi)Discrete."""
+        env_action = np.asarray(env_action)
+        n = env_action.shape[0]
+        if isinstance(self.action_space, spaces.Box):
+            return self.scale_action(env_action).reshape(n, -1).astype(np.float32)
+        sizes = [int(self.action_space.n)] if isinstance(self.action_space, spaces.Discrete) else list(self.action_space.nvec)
+        indices = env_action.reshape(n, len(sizes)).astype(np.int64)
+        onehots = [np.eye(size, dtype=np.float32)[indices[:, i]] for i, size in enumerate(sizes)]
+        return np.concatenate(onehots, axis=-1)
+
+    def act(
+        self, obs: PyTorchObs, state: AgentState, episode_start: np.ndarray, deterministic: bool
+    ) -> tuple[np.ndarray, AgentState]:
+        """Observe ``obs`` and choose actions. Returns environment actions and the next recurrent state."""
+        with th.no_grad():
+            feat = self.filter_step(obs, state, episode_start, deterministic)
+            dist = self.action_dist(feat)
+            action = dist.mode() if deterministic else dist.sample()
+            if isinstance(self.action_space, spaces.Box):
+                action = action.clamp(-1.0, 1.0)
+            deter, stoch = feat.split([self.size["deter"], feat.shape[-1] - self.size["deter"]], dim=-1)
+            next_state = AgentState(deter.cpu().numpy(), stoch.cpu().numpy(), action.cpu().numpy())
+        return self.to_env_action(action), next_state
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        # Stateless prediction from the initial state (used by SB3 helpers that ignore recurrent state).
+        n = next(iter(observation.values())).shape[0] if isinstance(observation, dict) else observation.shape[0]
+        actions, _ = self.act(observation, self.initial_state(n), np.ones(n, dtype=bool), deterministic)
+        return th.as_tensor(actions)
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Action from an observation, carrying the RSSM state like ``RecurrentPPO`` does.
+
+        :param observation: one observation or a batch
+        :param state: ``(deter, stoch, prev_action)`` from the previous call, or None to start from the initial state
+        :param episode_start: (N,) flags marking observations that start an episode (resets the state)
+        :param deterministic: take the mode of the posterior and of the actor
+        :return: the actions (one or a batch, like ``observation``) and the next state
+        """
+        self.set_training_mode(False)
+        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
+            raise ValueError(
+                "You have passed a tuple to the predict() function instead of a Numpy array or a Dict. "
+                "You are probably mixing Gym API with SB3 VecEnv API: `obs, info = env.reset()` (Gym) "
+                "vs `obs = vec_env.reset()` (SB3 VecEnv)."
+            )
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        n = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
+        if state is None:
+            state = self.initial_state(n)
+            episode_start = np.ones(n, dtype=bool)
+        elif len(state) != 3 or any(np.asarray(x).shape[0] != n for x in state):
+            raise ValueError(f"state must be the (deter, stoch, prev_action) tuple returned by predict() for {n} observations")
+        if episode_start is None:
+            episode_start = np.zeros(n, dtype=bool)
+        actions, next_state = self.act(obs_tensor, AgentState(*state), np.asarray(episode_start).reshape(n), deterministic)
+        if not vectorized_env:
+            actions = actions.squeeze(axis=0)
+        return actions, tuple(next_state)
+
+
+MlpPolicy = DreamerPolicy
+CnnPolicy = DreamerPolicy
+MultiInputPolicy = DreamerPolicy

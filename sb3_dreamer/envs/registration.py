@@ -1,0 +1,39 @@
+"""Idempotent registration of the dynamic-gap env pairs under the ``sb3_dreamer`` gymnasium namespace."""
+
+import gymnasium as gym
+
+NAMESPACE = "sb3_dreamer"
+
+# id -> (entry point, default kwargs, max_episode_steps); kwargs passed to gymnasium.make override the defaults.
+ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
+    "PendulumSource-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {}, 200),
+    "PendulumTarget-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {"mass": 1.3, "length": 1.2}, 200),
+    "CartPoleSource-v0": ("sb3_dreamer.envs.classic:CartPoleGapEnv", {}, 500),
+    "CartPoleTarget-v0": (
+        "sb3_dreamer.envs.classic:CartPoleGapEnv",
+        {"pole_length": 0.75, "pole_mass": 0.2, "force_mag": 8.0},
+        500,
+    ),
+    "HopperSource-v0": ("sb3_dreamer.envs.bullet:HopperGapEnv", {}, 1000),
+    "HopperTarget-v0": ("sb3_dreamer.envs.bullet:HopperGapEnv", {"mass_scale": 1.3, "friction_scale": 0.7}, 1000),
+    "HalfCheetahSource-v0": ("sb3_dreamer.envs.bullet:HalfCheetahGapEnv", {}, 1000),
+    "HalfCheetahTarget-v0": ("sb3_dreamer.envs.bullet:HalfCheetahGapEnv", {"mass_scale": 1.3, "friction_scale": 0.7}, 1000),
+}
+
+
+def register_envs() -> list[str]:
+    """Register every pair of :data:`ENV_SPECS` as ``sb3_dreamer/<name>``; ids already registered are left alone.
+
+    Safe to call any number of times (``plugins/`` and ``import sb3_dreamer.envs`` both call it). The Bullet envs are
+    registered by entry-point string, so pybullet is imported only when such an env is made.
+
+    :return: the ids registered by this call (empty if all were present)
+    """
+    added = []
+    for name, (entry_point, kwargs, max_episode_steps) in ENV_SPECS.items():
+        env_id = f"{NAMESPACE}/{name}"
+        if env_id in gym.registry:
+            continue
+        gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), max_episode_steps=max_episode_steps)
+        added.append(env_id)
+    return added

@@ -1,0 +1,92 @@
+"""Sequence replay buffer: DreamerV3 row format, episode boundaries, terminal vs truncation, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
+
+
+def _buffer(size: int = 100, n_envs: int = 1) -> SequenceReplayBuffer:
+    return SequenceReplayBuffer(size, spaces.Box(-10, 10, (2,), np.float32), spaces.Discrete(2), "cpu", n_envs, 2)
+
+
+def _add(buffer, obs, next_obs, reward, done, truncated=False, first=False):
+    n = buffer.n_envs
+    buffer.add(
+        np.full((n, 2), obs, np.float32),
+        np.full((n, 2), next_obs, np.float32),
+        np.tile([[0.0, 1.0]], (n, 1)),
+        np.full(n, reward, np.float32),
+        np.full(n, done),
+        [{"TimeLimit.truncated": truncated} for _ in range(n)],
+        is_first=np.full(n, first),
+    )
+
+
+def test_rows_follow_dreamer_format() -> None:
+    buffer = _buffer()
+    _add(buffer, 0, 1, 1.0, False, first=True)
+    _add(buffer, 1, 2, 2.0, True)  # terminated
+    _add(buffer, 0, 5, 3.0, True, truncated=True, first=True)  # time-limit end is not terminal
+    assert buffer.size() == 5
+    obs = buffer.observations["obs"][0, :5, 0]
+    np.testing.assert_array_equal(obs, [0, 1, 2, 0, 5])
+    np.testing.assert_array_equal(buffer.rewards[0, :5], [0, 1, 2, 0, 3])
+    np.testing.assert_array_equal(buffer.is_first[0, :5], [1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(buffer.is_terminal[0, :5], [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(buffer.prev_actions[0, :5, 1], [0, 1, 1, 0, 1])
+
+
+def test_windows_never_cross_the_write_position() -> None:
+    buffer = _buffer(size=10)
+    for t in range(25):  # wraps around 2.5 times; observation = global step index
+        _add(buffer, t - 1, t, 0.0, False, first=(t == 0))
+    np.random.seed(0)
+    samples = buffer.sample(64, 4)
+    obs = samples.observations[..., 0].numpy()
+    assert obs.shape == (64, 4)
+    np.testing.assert_array_equal(np.diff(obs, axis=1), np.ones((64, 3)))  # consecutive, no jump over the head
+    assert obs.min() >= 15  # only the 10 newest rows are kept
+
+
+def test_sampling_needs_enough_rows_and_reports_it() -> None:
+    buffer = _buffer()
+    _add(buffer, 0, 1, 0.0, False, first=True)
+    assert not buffer.can_sample(8)
+    with pytest.raises(ValueError, match="no sequence of length 8"):
+        buffer.sample(2, 8)
+
+
+def test_images_stay_uint8_and_memory_is_bounded() -> None:
+    space = spaces.Box(0, 255, (3, 64, 64), np.uint8)
+    buffer = SequenceReplayBuffer(1000, space, spaces.Discrete(3), "cpu", n_envs=2, action_dim=3)
+    assert buffer.observations["obs"].dtype == np.uint8
+    assert buffer.capacity == 500
+    assert buffer.nbytes < 1000 * (3 * 64 * 64 + 3 * 4 + 4 + 2) * 1.01
+
+
+def test_non_finite_values_raise() -> None:
+    buffer = _buffer()
+    with pytest.raises(ValueError, match="non-finite observation"):
+        _add(buffer, 0, np.nan, 0.0, False, first=True)
+    with pytest.raises(ValueError, match="non-finite reward"):
+        _add(buffer, 0, 1, np.inf, False, first=True)
+
+
+def test_streams_are_separate_per_env() -> None:
+    buffer = _buffer(size=40, n_envs=2)
+    buffer.add(
+        np.array([[0, 0], [100, 100]], np.float32),
+        np.array([[1, 1], [101, 101]], np.float32),
+        np.zeros((2, 2)),
+        np.zeros(2),
+        np.array([False, True]),
+        [{}, {}],
+        is_first=np.array([True, True]),
+    )
+    np.testing.assert_array_equal(buffer.observations["obs"][0, :2, 0], [0, 1])
+    np.testing.assert_array_equal(buffer.observations["obs"][1, :2, 0], [100, 101])
+    np.testing.assert_array_equal(buffer.is_terminal[:, 1], [False, True])

@@ -1,0 +1,134 @@
+"""Dynamic-gap env pairs, their registration, and the ActionRepeat / RewardFree wrappers (sb3_dreamer.envs)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.env_checker import check_env
+
+import sb3_dreamer.envs
+from sb3_dreamer.envs import ENV_SPECS, ActionRepeat, RewardFree, register_envs
+
+CLASSIC = ["PendulumSource-v0", "PendulumTarget-v0", "CartPoleSource-v0", "CartPoleTarget-v0"]
+BULLET = ["HopperSource-v0", "HopperTarget-v0", "HalfCheetahSource-v0", "HalfCheetahTarget-v0"]
+
+
+def test_register_envs_is_idempotent() -> None:
+    assert register_envs() == []  # the import already registered everything
+    assert register_envs() == []
+    assert set(ENV_SPECS) == set(CLASSIC + BULLET)
+    for name in ENV_SPECS:
+        assert f"sb3_dreamer/{name}" in gym.registry
+    assert sb3_dreamer.envs.NAMESPACE == "sb3_dreamer"
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+def test_classic_pairs_pass_check_env(name: str) -> None:
+    env = gym.make(f"sb3_dreamer/{name}")
+    check_env(env.unwrapped)
+    check_env(env)
+
+
+def test_pendulum_gap_changes_dynamics_only() -> None:
+    source, target = gym.make("sb3_dreamer/PendulumSource-v0"), gym.make("sb3_dreamer/PendulumTarget-v0")
+    assert source.observation_space == target.observation_space and source.action_space == target.action_space
+    assert target.unwrapped.gap_parameters == {"mass": 1.3, "length": 1.2, "gravity": 10.0, "max_torque": 2.0}
+    source.reset(seed=0)
+    target.reset(seed=0)
+    action = np.array([1.5], dtype=np.float32)
+    obs_s, reward_s, *_ = source.step(action)
+    obs_t, reward_t, *_ = target.step(action)
+    assert reward_s == pytest.approx(reward_t)  # reward uses the state before the step: same start, same reward
+    assert not np.allclose(obs_s, obs_t)  # different dynamics
+    custom = gym.make("sb3_dreamer/PendulumTarget-v0", mass=2.0, gravity=9.81, max_torque=1.0).unwrapped
+    assert custom.gap_parameters == {"mass": 2.0, "length": 1.2, "gravity": 9.81, "max_torque": 1.0}
+    with pytest.raises(ValueError, match="max_torque"):
+        gym.make("sb3_dreamer/PendulumTarget-v0", max_torque=3.0)
+    with pytest.raises(ValueError, match="mass must be positive"):
+        gym.make("sb3_dreamer/PendulumTarget-v0", mass=0.0)
+
+
+def test_cartpole_gap_parameters() -> None:
+    target = gym.make("sb3_dreamer/CartPoleTarget-v0").unwrapped
+    assert target.length == 0.75 and target.masspole == 0.2 and target.force_mag == 8.0
+    assert target.total_mass == pytest.approx(1.2) and target.polemass_length == pytest.approx(0.15)
+    source, target = gym.make("sb3_dreamer/CartPoleSource-v0"), gym.make("sb3_dreamer/CartPoleTarget-v0")
+    source.reset(seed=0)
+    target.reset(seed=0)
+    assert not np.allclose(source.step(1)[0], target.step(1)[0])
+
+
+@pytest.mark.parametrize("name", BULLET)
+def test_bullet_pairs_reset_and_step(name: str) -> None:
+    env = gym.make(f"sb3_dreamer/{name}")
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    for _ in range(3):
+        obs, reward, *_ = env.step(env.action_space.sample())
+        assert isinstance(reward, float) and np.all(np.isfinite(obs))
+    env.close()
+
+
+def test_bullet_gap_is_applied_after_every_reset() -> None:
+    source = gym.make("sb3_dreamer/HopperSource-v0").unwrapped
+    target = gym.make("sb3_dreamer/HopperTarget-v0", power_scale=0.5, part_mass_scale={"torso": 2.0}).unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        target.link_dynamics()
+    source.reset(seed=0)
+    target.reset(seed=0)
+    nominal, changed = source.link_dynamics(), target.link_dynamics()
+    assert changed["thigh"][0] == pytest.approx(1.3 * nominal["thigh"][0], rel=1e-6)
+    assert changed["torso"][0] == pytest.approx(2.6 * nominal["torso"][0], rel=1e-6)
+    assert changed["foot"][1] == pytest.approx(0.7 * nominal["foot"][1], rel=1e-6)
+    assert target.robot.power == pytest.approx(0.5 * source.robot.power)
+    target.reset()
+    assert target.link_dynamics() == changed  # relative to nominal values, not compounded
+    with pytest.raises(ValueError, match="unknown parts"):
+        gym.make("sb3_dreamer/HopperTarget-v0", part_mass_scale={"wing": 2.0}).reset(seed=0)
+    source.close()
+    target.close()
+
+
+class CountingEnv(gym.Env):
+    """Reward = step index; terminates at ``horizon``."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, horizon: int = 5) -> None:
+        self.horizon, self.t = horizon, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(1, self.t, np.float32), float(self.t), self.t >= self.horizon, False, {"t": self.t}
+
+
+def test_action_repeat_sums_and_stops_at_termination() -> None:
+    env = ActionRepeat(CountingEnv(horizon=5), repeat=2)
+    env.reset()
+    obs, reward, terminated, _, info = env.step(0)
+    assert reward == 3.0 and obs[0] == 2 and not terminated and info["action_repeat_steps"] == 2
+    env.step(0)
+    obs, reward, terminated, _, info = env.step(0)
+    assert reward == 5.0 and terminated and info["action_repeat_steps"] == 1
+    truncated_env = ActionRepeat(gym.wrappers.TimeLimit(CountingEnv(horizon=100), max_episode_steps=3), repeat=4)
+    truncated_env.reset()
+    _, reward, terminated, truncated, info = truncated_env.step(0)
+    assert truncated and not terminated and reward == 6.0 and info["action_repeat_steps"] == 3
+    with pytest.raises(ValueError, match="repeat"):
+        ActionRepeat(CountingEnv(), repeat=0)
+    check_env(ActionRepeat(gym.make("sb3_dreamer/PendulumTarget-v0"), 2))
+
+
+def test_reward_free_hides_reward() -> None:
+    env = RewardFree(CountingEnv())
+    env.reset()
+    _, reward, _, _, info = env.step(1)
+    assert reward == 0.0 and info["original_reward"] == 1.0 and isinstance(info["original_reward"], float)
+    assert info["t"] == 1
+    check_env(RewardFree(gym.make("sb3_dreamer/CartPoleTarget-v0")))

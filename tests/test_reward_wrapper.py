@@ -1,0 +1,230 @@
+"""DTW reward wrappers: env checks, errors, state round trip, seeded reproducibility and use with SB3 algorithms."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.env_checker import check_env
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
+from sb3_dreamer.alignment import (
+    AlignmentCheckpointCallback,
+    DTWRewardWrapper,
+    TrajectoryDataset,
+    VecDTWRewardWrapper,
+    record_trajectories,
+)
+
+th.set_num_threads(1)
+
+FAST = {"pretrain_steps": 50, "refit_steps": 10, "refit_interval": 100, "refit_budget_seconds": None, "net_arch": (16,)}
+
+
+def swing_policy(obs: np.ndarray) -> np.ndarray:
+    """Energy-pumping controller: a deterministic, non-trivial reference behaviour for Pendulum."""
+    return np.array([2.0 * np.sign(obs[2] if abs(obs[2]) > 1e-3 else 1.0)], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference_path(tmp_path_factory) -> str:
+    dataset = record_trajectories(swing_policy, "sb3_dreamer/PendulumSource-v0", n_episodes=2, seed=0)
+    return dataset.save(tmp_path_factory.mktemp("ref") / "pendulum_source.npz")
+
+
+def run_random(env: gym.Env, n_steps: int, seed: int) -> tuple[list[float], list[dict]]:
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    rewards, end_infos = [], []
+    for _ in range(n_steps):
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        rewards.append(reward)
+        if terminated or truncated:
+            end_infos.append(info)
+            env.reset()
+    return rewards, end_infos
+
+
+@pytest.mark.parametrize("label_mode", ["source_reward", "source_reward_split", "tracking"])
+def test_check_env_passes(reference_path: str, label_mode: str) -> None:
+    env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, label_mode=label_mode, seed=0, **FAST)
+    check_env(env)
+    check_env(ActionRepeatedTarget(reference_path))
+
+
+def ActionRepeatedTarget(reference_path: str) -> gym.Env:
+    from sb3_dreamer.envs import ActionRepeat, RewardFree
+
+    inner = RewardFree(ActionRepeat(gym.make("sb3_dreamer/PendulumTarget-v0"), 2))
+    return DTWRewardWrapper(inner, reference_path, label_mode="source_reward_split", seed=0, **FAST)
+
+
+def test_rewards_info_and_labels(reference_path: str) -> None:
+    env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=0, **FAST)
+    rewards, end_infos = run_random(env, 400, seed=1)
+    assert all(isinstance(r, float) for r in rewards)
+    assert len(end_infos) == 2
+    for info in end_infos:
+        assert isinstance(info["original_reward"], float)
+        assert info["alignment_reference"] in (0, 1) and info["alignment_distance"] > 0
+        assert 0 <= info["alignment_end_index"] < 200
+    assert env.rewarder.n_episodes == 2 and env.rewarder.n_refits == 2
+    obs, labels = env.rewarder.label_data
+    assert obs.shape == (400, 3) and labels.shape == (400,)
+    # source_reward labels are Pendulum rewards of the reference: within the env's reward range.
+    assert np.all(labels <= 0) and np.all(labels >= -16.3)
+
+
+def test_pretrained_model_predicts_reference_rewards(reference_path: str) -> None:
+    dataset = TrajectoryDataset.load(reference_path)
+    env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumSource-v0"), dataset, seed=0, pretrain_steps=1500, net_arch=(64, 64))
+    predicted = env.rewarder.predict(dataset.next_observations)
+    error = np.mean((predicted - dataset.rewards) ** 2)
+    assert error < 0.1 * np.var(dataset.rewards)
+
+
+def test_mismatched_dim_raises(reference_path: str) -> None:
+    with pytest.raises(ValueError, match="observation dim mismatch: the env observes 4 dims, the reference 3"):
+        DTWRewardWrapper(gym.make("sb3_dreamer/CartPoleSource-v0"), reference_path)
+    with pytest.raises(ValueError, match="observation dim mismatch"):
+        VecDTWRewardWrapper(DummyVecEnv([lambda: gym.make("CartPole-v1")]), reference_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(b"", "is empty"), (b"PK\x03\x04 garbage", "not a valid .npz"), (None, "not a valid .npz")]
+)
+def test_bad_reference_files_raise(tmp_path, reference_path: str, content: bytes | None, message: str) -> None:
+    path = tmp_path / "reference.npz"
+    if content is None:  # truncated copy of a valid file
+        data = open(reference_path, "rb").read()
+        content = data[: len(data) // 3]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as error:
+        DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), str(path))
+    assert "reference.npz" in str(error.value)
+
+
+class NaNAfter(gym.Wrapper):
+    """Returns a NaN observation from the given step on."""
+
+    def __init__(self, env: gym.Env, step: int) -> None:
+        super().__init__(env)
+        self.nan_step, self.count = step, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.count += 1
+        if self.count >= self.nan_step:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+def test_nan_observation_raises(reference_path: str) -> None:
+    env = DTWRewardWrapper(NaNAfter(gym.make("sb3_dreamer/PendulumTarget-v0"), 3), reference_path, seed=0, **FAST)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.step(env.action_space.sample())
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(env.action_space.sample())
+
+
+def test_seeded_runs_are_identical(reference_path: str) -> None:
+    def rewards(seed: int) -> list[float]:
+        env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=seed, **FAST)
+        return run_random(env, 500, seed=3)[0]
+
+    first, second = rewards(0), rewards(0)
+    assert first == second
+    assert first != rewards(1)
+
+
+def test_state_round_trip(tmp_path, reference_path: str) -> None:
+    env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=0, **FAST)
+    run_random(env, 250, seed=4)  # one episode labelled and refitted, 50 steps into the second
+    path = env.save_state(tmp_path / "state")
+    restored = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=123, **FAST)
+    restored.load_state(path)
+    probe = np.random.default_rng(0).uniform(-1, 1, size=(64, 3)) * np.array([1, 1, 8])
+    np.testing.assert_array_equal(restored.rewarder.predict(probe), env.rewarder.predict(probe))
+    for name, value in env.get_state().items():
+        np.testing.assert_array_equal(restored.get_state()[name], value, err_msg=name)
+    # Both continue identically: same episode buffer, label store, Adam moments and sampling RNG.
+    episode = np.random.default_rng(1).normal(size=(150, 3))
+    env.rewarder.end_episode(episode)
+    restored.rewarder.end_episode(episode)
+    np.testing.assert_array_equal(restored.rewarder.predict(probe), env.rewarder.predict(probe))
+
+
+def test_vec_wrapper_matches_single_env_wrapper(reference_path: str) -> None:
+    single = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=0, **FAST)
+    venv = VecDTWRewardWrapper(
+        DummyVecEnv([lambda: gym.make("sb3_dreamer/PendulumTarget-v0")]), reference_path, seed=0, **FAST
+    )
+    venv.seed(5)
+    venv.reset()
+    single.reset(seed=5)
+    actions = np.random.default_rng(2).uniform(-2, 2, size=(450, 1)).astype(np.float32)
+    for step, action in enumerate(actions):
+        _, vec_reward, dones, infos = venv.step(action[None])
+        _, reward, terminated, truncated, info = single.step(action)
+        assert vec_reward.dtype == np.float32 and vec_reward[0] == pytest.approx(reward, rel=1e-6), step
+        assert infos[0]["original_reward"] == pytest.approx(info["original_reward"], rel=1e-6)  # VecEnv rewards are float32
+        if terminated or truncated:
+            assert dones[0] and infos[0]["alignment_distance"] == pytest.approx(info["alignment_distance"])
+            single.reset()
+    assert venv.rewarder.n_refits == single.rewarder.n_refits == 2
+
+
+def test_vec_wrapper_several_envs_and_state(tmp_path, reference_path: str) -> None:
+    venv = VecDTWRewardWrapper(make_vec_env("sb3_dreamer/PendulumTarget-v0", n_envs=3, seed=0), reference_path, seed=0, **FAST)
+    venv.reset()
+    ends = 0
+    for _ in range(210):
+        _, rewards, _, infos = venv.step(np.zeros((3, 1), dtype=np.float32))
+        assert rewards.shape == (3,)
+        ends += sum("alignment_distance" in info for info in infos)
+    assert ends == 3 and venv.rewarder.n_episodes == 3
+    path = venv.save_state(tmp_path / "vec_state.npz")
+    clone = VecDTWRewardWrapper(make_vec_env("sb3_dreamer/PendulumTarget-v0", n_envs=3), reference_path, seed=9, **FAST)
+    clone.load_state(path)
+    probe = np.random.default_rng(0).normal(size=(10, 3))
+    np.testing.assert_array_equal(clone.rewarder.predict(probe), venv.rewarder.predict(probe))
+    assert [len(buffer) for buffer in clone._episode_obs] == [10, 10, 10]
+
+
+def test_sac_on_pendulum_pair_with_checkpoint_callback(tmp_path, reference_path: str) -> None:
+    wrapper_kwargs = {"reference": reference_path, "seed": 0, **FAST}
+    env = make_vec_env(
+        "sb3_dreamer/PendulumTarget-v0", n_envs=1, seed=0, wrapper_class=DTWRewardWrapper, wrapper_kwargs=wrapper_kwargs
+    )
+    callback = AlignmentCheckpointCallback(save_freq=150, save_path=str(tmp_path), name_prefix="sac")
+    model = SAC(
+        "MlpPolicy", env, learning_starts=100, batch_size=32, policy_kwargs={"net_arch": [16, 16]}, seed=0, device="cpu"
+    )
+    model.learn(300, callback=callback)
+    assert model.num_timesteps == 300
+    # Monitor sits under the wrapper (make_vec_env), so episode returns are the true env rewards.
+    assert len(model.ep_info_buffer) == 1 and model.ep_info_buffer[0]["r"] < 0
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert saved == ["sac_alignment_150_steps.npz", "sac_alignment_300_steps.npz"]
+    restored = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=5, **FAST)
+    restored.load_state(tmp_path / "sac_alignment_300_steps.npz")
+    live = env.envs[0].get_wrapper_attr("rewarder")
+    probe = np.random.default_rng(0).normal(size=(10, 3))
+    np.testing.assert_array_equal(restored.rewarder.predict(probe), live.predict(probe))
+
+
+def test_ppo_with_vec_wrapper_and_callback(tmp_path, reference_path: str) -> None:
+    venv = VecDTWRewardWrapper(make_vec_env("sb3_dreamer/PendulumTarget-v0", n_envs=2, seed=0), reference_path, seed=0, **FAST)
+    model = PPO("MlpPolicy", venv, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(512, callback=AlignmentCheckpointCallback(save_freq=128, save_path=str(tmp_path), name_prefix="ppo"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ppo_alignment_256_steps.npz", "ppo_alignment_512_steps.npz"]
+    assert venv.rewarder.n_episodes == 2
+
+
+def test_callback_without_wrapper_raises(tmp_path) -> None:
+    model = PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, n_epochs=1, device="cpu")
+    with pytest.raises(ValueError, match="no DTWRewardWrapper"):
+        model.learn(64, callback=AlignmentCheckpointCallback(save_freq=10, save_path=str(tmp_path)))

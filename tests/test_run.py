@@ -1,0 +1,186 @@
+"""Each observation x action kind trains a few steps with the debug preset; SB3 API behaviours of learn()."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import IdentityEnv, SimpleMultiObsEnv
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+from sb3_dreamer import Dreamer
+from tests.conftest import ImageEnv, TerminatingEnv, tiny
+
+
+class MultiDiscreteEnv(gym.Env):
+    observation_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = spaces.MultiDiscrete([3, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action)), action
+        return self.observation_space.sample(), float(action[0] == 1), False, False, {}
+
+
+@pytest.mark.parametrize(
+    "env_fn",
+    [
+        lambda: gym.make("Pendulum-v1"),
+        lambda: gym.make("CartPole-v1"),
+        lambda: gym.wrappers.TimeLimit(MultiDiscreteEnv(), 30),
+        lambda: ImageEnv((64, 64, 3), np.uint8),
+        lambda: ImageEnv((10, 10, 4), bool),
+        lambda: ImageEnv((40, 40, 2), np.float32, continuous=True),
+        lambda: ImageEnv((2, 40, 40), np.float32),
+    ],
+    ids=["box-pendulum", "discrete-cartpole", "multidiscrete", "image-64x64x3", "image-10x10x4-bool", "image-40x40x2", "chw"],
+)
+def test_learn_each_space(env_fn) -> None:
+    model = Dreamer("MlpPolicy", env_fn(), seed=0, **tiny())
+    model.learn(48)
+    assert model.num_timesteps == 48
+    assert model._n_updates > 0
+    env = model.get_env()
+    obs = env.reset()
+    action, _state = model.predict(obs, deterministic=True)
+    assert action.shape == (1, *model.action_space.shape)
+    assert model.action_space.contains(action[0])
+
+
+def test_dict_observations() -> None:
+    env = SimpleMultiObsEnv(random_start=True)
+    model = Dreamer("MultiInputPolicy", env, seed=0, **tiny())
+    model.learn(40)
+    obs = env.reset()[0] if isinstance(env.reset(), tuple) else env.reset()
+    single = {key: value for key, value in obs.items()}
+    action, state = model.predict(single, deterministic=True)
+    assert np.shape(action) == () and model.action_space.contains(int(action))
+    batch = {key: np.stack([value, value]) for key, value in obs.items()}
+    actions, state = model.predict(batch, deterministic=True)
+    assert actions.shape == (2,)
+    assert state[0].shape[0] == 2
+    with pytest.raises(ValueError, match="MultiInputPolicy"):
+        Dreamer("MlpPolicy", env, **tiny())
+
+
+@pytest.mark.parametrize(
+    "space",
+    [spaces.Discrete(4), spaces.MultiBinary(3), spaces.Box(0, 1, (2, 2, 2, 2))],
+    ids=["discrete-obs", "multibinary-obs", "4d-box-obs"],
+)
+def test_unsupported_observation_space_raises(space) -> None:
+    env = IdentityEnv(space=spaces.Discrete(2))
+    env.observation_space = space
+    with pytest.raises(ValueError, match="Dreamer supports Box observations"):
+        Dreamer("MlpPolicy", env, **tiny())
+
+
+def test_unsupported_action_space_raises() -> None:
+    env = TerminatingEnv()
+    env.action_space = spaces.MultiBinary(2)
+    with pytest.raises(AssertionError, match="only supports"):
+        Dreamer("MlpPolicy", env, **tiny())
+
+
+def test_unknown_policy_and_bad_options_raise(pendulum) -> None:
+    with pytest.raises(ValueError, match="Policy LstmPolicy unknown"):
+        Dreamer("LstmPolicy", pendulum)
+    with pytest.raises(ValueError, match="model_size"):
+        Dreamer("MlpPolicy", pendulum, policy_kwargs=dict(model_size="huge"))
+    with pytest.raises(ValueError, match="actor_grad"):
+        Dreamer("MlpPolicy", pendulum, actor_grad="sideways")
+    with pytest.raises(ValueError, match="net_arch"):
+        Dreamer("MlpPolicy", pendulum, policy_kwargs=dict(net_arch=[64, 32]))
+
+
+def test_net_arch_sets_mlp_widths(pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, policy_kwargs=dict(model_size="debug", net_arch=[24, 24, 24]))
+    linears = [m for m in model.policy.actor if hasattr(m, "weight") and m.weight.dim() == 2]
+    assert [m.out_features for m in linears] == [24, 24, 24, 2]
+    split = Dreamer("MlpPolicy", pendulum, policy_kwargs=dict(model_size="debug", net_arch=dict(pi=[8], vf=[12, 12])))
+    assert split.policy.actor[0].out_features == 8 and split.policy.critic[3].out_features == 12
+
+
+def test_vecnormalize_is_refused() -> None:
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]))
+    with pytest.raises(ValueError, match="VecNormalize"):
+        Dreamer("MlpPolicy", venv, **tiny())
+
+
+def test_callback_can_stop_training(pendulum) -> None:
+    class StopAfter(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.n_calls < 30
+
+    callback = StopAfter()
+    model = Dreamer("MlpPolicy", pendulum, **tiny()).learn(500, callback=callback)
+    assert callback.n_calls == 30 == model.num_timesteps
+    # The callback sees SB3's local names.
+    seen = {}
+
+    def spy(locals_, globals_):
+        seen.update(keys=set(locals_))
+        return True
+
+    Dreamer("MlpPolicy", pendulum, **tiny()).learn(20, callback=spy)
+    assert {"new_obs", "dones", "infos"} <= seen["keys"]
+
+
+def test_num_timesteps_continue_and_progress_bar(pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, **tiny())
+    model.learn(64, progress_bar=True)
+    assert model.num_timesteps == 64
+    model.learn(64, reset_num_timesteps=False)
+    assert model.num_timesteps == 128
+
+
+@pytest.mark.parametrize("vec_cls", [DummyVecEnv, SubprocVecEnv])
+def test_multiple_envs(vec_cls) -> None:
+    venv = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=vec_cls, seed=0)
+    model = Dreamer("MlpPolicy", venv, seed=0, **tiny())
+    model.learn(80)
+    assert model.num_timesteps == 80
+    assert model.replay_buffer.size() >= 80  # every transition stored, plus a first row per episode
+    actions, _state = model.predict(venv.reset())
+    assert actions.shape == (2,)
+    venv.close()
+
+
+def test_train_ratio_sets_update_count(pendulum) -> None:
+    # train_ratio 32 with 2 x 8 batches: 2 updates per env step after learning_starts.
+    model = Dreamer("MlpPolicy", pendulum, **tiny(train_ratio=32.0, learning_starts=20))
+    model.learn(30)
+    assert model._n_updates == 2 * (30 - 20)
+    model = Dreamer("MlpPolicy", pendulum, **tiny(train_ratio=4.0, learning_starts=20))
+    model.learn(36)
+    assert model._n_updates == (36 - 20) // 4
+
+
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+def test_actor_gradient_modes_and_hybrid(pendulum, actor_grad) -> None:
+    model = Dreamer("MlpPolicy", pendulum, seed=0, actor_grad=actor_grad, real_data_ratio=0.5, **tiny())
+    before = [p.clone() for p in model.policy.actor.parameters()]
+    model.learn(40)
+    assert any(not th.equal(b, a) for b, a in zip(before, model.policy.actor.parameters(), strict=True))
+    # World-model parameters never receive gradients from the actor loss (requires_grad restored afterwards).
+    assert all(p.requires_grad for p in model.policy.world_model_parameters())
+
+
+def test_evaluate_policy_and_eval_checkpoint_callbacks(tmp_path) -> None:
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=1)
+    model = Dreamer("MlpPolicy", "CartPole-v1", seed=0, **tiny())
+    eval_cb = EvalCallback(env, eval_freq=30, n_eval_episodes=2, log_path=str(tmp_path), best_model_save_path=str(tmp_path))
+    ckpt_cb = CheckpointCallback(save_freq=30, save_path=str(tmp_path), save_replay_buffer=True)
+    model.learn(60, callback=[eval_cb, ckpt_cb])
+    assert (tmp_path / "evaluations.npz").exists() and (tmp_path / "best_model.zip").exists()
+    assert (tmp_path / "rl_model_60_steps.zip").exists() and (tmp_path / "rl_model_replay_buffer_60_steps.pkl").exists()
+    mean, _std = evaluate_policy(model, env, n_eval_episodes=2)
+    assert 8 <= mean <= 500

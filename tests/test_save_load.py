@@ -1,0 +1,165 @@
+"""Save/load round trips, parameters API, replay-buffer checkpoints, exact resumption and determinism."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.logger import configure
+
+from sb3_dreamer import Dreamer
+from tests.conftest import ImageEnv, tiny
+
+
+def _rollout_actions(model: Dreamer, env: gym.Env, steps: int = 20) -> np.ndarray:
+    obs, _ = env.reset(seed=3)
+    state, start, actions = None, True, []
+    for _ in range(steps):
+        action, state = model.predict(obs, state=state, episode_start=np.array([start]), deterministic=True)
+        obs, _, terminated, truncated, _ = env.step(action)
+        start = terminated or truncated
+        if start:
+            obs, _ = env.reset()
+        actions.append(np.asarray(action, dtype=np.float64).ravel())
+    return np.concatenate(actions)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_save_load_identical_actions_and_state(tmp_path, env_id) -> None:
+    model = Dreamer("MlpPolicy", env_id, seed=0, **tiny())
+    model.learn(40)
+    model.save(tmp_path / "model.zip")
+    loaded = Dreamer.load(tmp_path / "model.zip")
+    env = gym.make(env_id)
+    np.testing.assert_array_equal(_rollout_actions(model, env), _rollout_actions(loaded, env))
+    obs, _ = env.reset(seed=0)
+    _, state_a = model.predict(obs, deterministic=True)
+    _, state_b = loaded.predict(obs, deterministic=True)
+    for a, b in zip(state_a, state_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The slow critic and the return-normalisation statistics are restored too.
+    for key, value in model.policy.state_dict().items():
+        th.testing.assert_close(value, loaded.policy.state_dict()[key], rtol=0, atol=0, msg=key)
+
+
+def test_image_model_round_trip(tmp_path) -> None:
+    model = Dreamer("CnnPolicy", ImageEnv((10, 10, 4), bool), seed=0, **tiny())
+    model.learn(30)
+    model.save(tmp_path / "img")
+    loaded = Dreamer.load(tmp_path / "img.zip", env=ImageEnv((10, 10, 4), bool))
+    obs = np.random.default_rng(0).random((3, 10, 10, 4)) > 0.5
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_predict_single_batch_and_state_threading(pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, seed=0, **tiny())
+    obs, _ = pendulum.reset(seed=0)
+    action, state = model.predict(obs)
+    assert action.shape == (1,) and action.dtype == np.float32 and pendulum.action_space.contains(action)
+    batch = np.stack([obs] * 4)
+    actions, state = model.predict(batch, deterministic=True)
+    assert actions.shape == (4, 1) and [s.shape[0] for s in state] == [4, 4, 4]
+    # Carrying the state changes the prediction; an episode start resets it.
+    fresh, _ = model.predict(batch, deterministic=True)
+    carried, _ = model.predict(batch, state=state, episode_start=np.zeros(4, dtype=bool), deterministic=True)
+    reset, _ = model.predict(batch, state=state, episode_start=np.ones(4, dtype=bool), deterministic=True)
+    np.testing.assert_array_equal(fresh, reset)
+    assert not np.array_equal(fresh[:, 0], carried[:, 0]) or model.policy.size["deter"] == 0
+    with pytest.raises(ValueError, match="state must be"):
+        model.predict(batch, state=tuple(s[:2] for s in state))
+    with pytest.raises(ValueError, match="Unexpected observation shape"):
+        model.predict(np.zeros(5, dtype=np.float32))
+    with pytest.raises(ValueError, match="tuple"):
+        model.predict(pendulum.reset())
+
+
+def test_get_set_parameters_and_custom_objects(tmp_path, pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, seed=0, **tiny())
+    other = Dreamer("MlpPolicy", pendulum, seed=1, **tiny())
+    params = model.get_parameters()
+    assert {"policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"} == set(params)
+    other.set_parameters(params)
+    for key, value in model.policy.state_dict().items():
+        th.testing.assert_close(value, other.policy.state_dict()[key])
+    with pytest.raises(ValueError):
+        other.set_parameters({"not_a_module": {}}, exact_match=False)
+    model.save(tmp_path / "m.zip")
+    loaded = Dreamer.load(tmp_path / "m.zip", custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0})
+    assert loaded.learning_rate == 0.0
+
+
+def test_set_env(pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, **tiny())
+    model.learn(20)
+    model.set_env(gym.make("Pendulum-v1"))
+    model.learn(20, reset_num_timesteps=False)
+    assert model.num_timesteps == 40
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        model.set_env(gym.make("MountainCarContinuous-v0"))
+
+
+def test_corrupt_and_foreign_files_raise_clear_errors(tmp_path, pendulum) -> None:
+    bad = tmp_path / "corrupt.zip"
+    bad.write_bytes(b"this is not a zip archive")
+    with pytest.raises(ValueError, match="wasn't a zip-file"):
+        Dreamer.load(bad)
+    model = Dreamer("MlpPolicy", pendulum, **tiny())
+    model.save(tmp_path / "good.zip")
+    data = (tmp_path / "good.zip").read_bytes()
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="Could not load a Dreamer model"):
+        Dreamer.load(truncated)
+    with pytest.raises(ValueError, match="Could not read a replay buffer"):
+        model.load_replay_buffer(bad)
+    (tmp_path / "good.zip").read_bytes()  # the user's saved file is untouched
+    assert (tmp_path / "good.zip").stat().st_size == len(data)
+
+
+def test_replay_buffer_round_trip_and_exact_resume(tmp_path, pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, seed=0, **tiny())
+    model.learn(60)
+    model.save(tmp_path / "ckpt")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = Dreamer.load(tmp_path / "ckpt.zip", env=gym.make("Pendulum-v1"))
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert loaded.replay_buffer.size() == model.replay_buffer.size()
+    np.testing.assert_array_equal(loaded.replay_buffer.rewards, model.replay_buffer.rewards)
+    # The same update from the same RNG state gives identical weights: optimiser state, slow critic and return
+    # statistics were all restored.
+    for algo in (model, loaded):
+        algo.set_logger(configure(None, []))
+        th.manual_seed(7)
+        np.random.seed(7)
+        algo.train(gradient_steps=2, batch_size=algo.batch_size)
+    for key, value in model.policy.state_dict().items():
+        th.testing.assert_close(value, loaded.policy.state_dict()[key], rtol=0, atol=0, msg=key)
+
+
+def test_replay_buffer_mismatch_raises(tmp_path) -> None:
+    model = Dreamer("MlpPolicy", "CartPole-v1", **tiny())
+    model.learn(20)
+    model.save_replay_buffer(tmp_path / "cartpole")
+    other = Dreamer("MlpPolicy", "Acrobot-v1", **tiny())
+    with pytest.raises(ValueError, match="action_dim"):
+        other.load_replay_buffer(tmp_path / "cartpole.pkl")
+
+
+def _run(seed: int) -> tuple[float, float]:
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=seed, **tiny())
+    model.learn(60)
+    env = model.get_env()
+    obs, total_action, total_reward = env.reset(), 0.0, 0.0
+    state = None
+    for _ in range(30):
+        action, state = model.predict(obs, state=state, deterministic=False)
+        obs, reward, _, _ = env.step(action)
+        total_action += float(np.sum(action))
+        total_reward += float(np.sum(reward))
+    return total_action, total_reward
+
+
+def test_seeded_runs_are_identical() -> None:
+    assert _run(5) == _run(5)
+    assert _run(5) != _run(6)
