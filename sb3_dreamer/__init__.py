@@ -1,7 +1,20 @@
 """sb3-dreamer: DreamerV3-style model-based RL and reward-free policy transfer for Stable-Baselines3."""
 
+from sb3_dreamer.alignment import DTWRewardWrapper, TrajectoryDataset, VecDTWRewardWrapper, record_trajectories
 from sb3_dreamer.dreamer import MODEL_SIZES, CnnPolicy, Dreamer, DreamerPolicy, MlpPolicy, MultiInputPolicy
 
 __version__ = "0.1.0"
 
-__all__ = ["MODEL_SIZES", "CnnPolicy", "Dreamer", "DreamerPolicy", "MlpPolicy", "MultiInputPolicy", "__version__"]
+__all__ = [
+    "MODEL_SIZES",
+    "CnnPolicy",
+    "DTWRewardWrapper",
+    "Dreamer",
+    "DreamerPolicy",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "TrajectoryDataset",
+    "VecDTWRewardWrapper",
+    "__version__",
+    "record_trajectories",
+]

@@ -1,0 +1,202 @@
+"""Sample efficiency of Dreamer next to rl-zoo's tuned SAC (Pendulum-v1) and DQN (CartPole-v1).
+
+Every run trains one (algorithm, env, seed) in its own process and evaluates the deterministic policy every
+``--eval-freq`` env steps on a separate environment (``--eval-episodes`` episodes). SAC and DQN use the
+hyperparameters of rl_zoo3's own ``hyperparams/*.yml`` (read from the installed package, not copied). Results:
+one JSON per run, a summary JSON, a markdown table and a PNG of the learning curves in ``--out``.
+
+Run: ``python benchmarks/sample_efficiency.py`` (all runs, 2 processes with 1 torch thread each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The benchmark grid: env -> (threshold, Dreamer's env-step budget, baseline algorithm, baseline budget).
+GOALS: dict[str, dict[str, Any]] = {
+    "Pendulum-v1": dict(threshold=-200.0, dreamer_steps=10_000, baseline="sac", baseline_steps=20_000),
+    "CartPole-v1": dict(threshold=475.0, dreamer_steps=20_000, baseline="dqn", baseline_steps=50_000),
+}
+
+#: Dreamer settings per env (the same as zoo_configs/dreamer.yml and ``python -m sb3_dreamer``).
+DREAMER_HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "Pendulum-v1": dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000),
+    "CartPole-v1": dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000),
+}
+
+
+def zoo_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], int]:
+    """Hyperparameters of rl_zoo3's tuned entry for ``env_id`` (constructor kwargs) and its ``n_timesteps``."""
+    import rl_zoo3
+    import yaml
+
+    path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
+    entry = dict(yaml.safe_load(path.read_text())[env_id])
+    n_timesteps = int(float(entry.pop("n_timesteps")))
+    entry.pop("policy", None)
+    if isinstance(entry.get("policy_kwargs"), str):
+        entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # the zoo's own convention for this key
+    for key in ("learning_rate", "buffer_size", "learning_starts", "batch_size", "train_freq", "gradient_steps"):
+        if isinstance(entry.get(key), str):
+            entry[key] = float(entry[key])
+    return entry, n_timesteps
+
+
+def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, out: Path) -> None:
+    """Train one model and write its learning curve to ``out / f"{algo}_{env_id}_{seed}.json"``."""
+    import gymnasium as gym
+    import torch as th
+    from stable_baselines3 import DQN, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from sb3_dreamer import Dreamer
+
+    th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    if algo == "dreamer":
+        cls, hyperparams = Dreamer, dict(DREAMER_HYPERPARAMS[env_id])
+    else:
+        cls, (hyperparams, _) = {"sac": SAC, "dqn": DQN}[algo], zoo_hyperparams(algo, env_id)
+    eval_env = Monitor(gym.make(env_id))
+    curve: list[dict[str, float]] = []
+    start = time.perf_counter()
+    eval_time = 0.0
+
+    class Evaluate(BaseCallback):
+        def _on_step(self) -> bool:
+            nonlocal eval_time
+            if self.num_timesteps % eval_freq == 0:
+                tick = time.perf_counter()
+                mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
+                eval_time += time.perf_counter() - tick
+                curve.append(
+                    dict(step=self.num_timesteps, mean=float(mean), std=float(std), train_seconds=tick - start - eval_time)
+                )
+                print(f"{algo} {env_id} seed {seed}: step {self.num_timesteps} return {mean:.1f} +/- {std:.1f}", flush=True)
+            return True
+
+    model = cls("MlpPolicy", env_id, seed=seed, verbose=0, **hyperparams)
+    model.learn(steps, callback=Evaluate())
+    result = dict(algo=algo, env=env_id, seed=seed, steps=steps, hyperparams=_jsonable(hyperparams), curve=curve)
+    (out / f"{algo}_{env_id}_{seed}.json").write_text(json.dumps(result, indent=1))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
+
+
+def first_crossing(curve: list[dict[str, float]], threshold: float) -> tuple[int | None, float | None]:
+    """First evaluated step (and training seconds) whose mean return reaches ``threshold``."""
+    for point in curve:
+        if point["mean"] >= threshold:
+            return int(point["step"]), float(point["train_seconds"])
+    return None, None
+
+
+def summarise(out: Path) -> str:
+    """Aggregate the per-run JSON files into a markdown table, a summary JSON and a PNG of the curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(path.read_text()) for path in sorted(out.glob("*_*_*.json")) if path.name != "summary.json"]
+    lines = [
+        "| env | algo | seeds | env steps | final return (mean ± std over seeds) | best eval | steps to goal per seed | "
+        "train seconds to goal per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    summary = []
+    envs = sorted({run["env"] for run in runs})
+    fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(6 * max(len(envs), 1), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], envs, strict=False):
+        threshold = GOALS[env_id]["threshold"]
+        for algo in sorted({run["algo"] for run in runs if run["env"] == env_id}):
+            group = [run for run in runs if run["env"] == env_id and run["algo"] == algo and run["curve"]]
+            if not group:
+                continue
+            finals = [run["curve"][-1]["mean"] for run in group]
+            best = [max(point["mean"] for point in run["curve"]) for run in group]
+            crossings = [first_crossing(run["curve"], threshold) for run in group]
+            lines.append(
+                f"| {env_id} | {algo} | {len(group)} | {group[0]['steps']} | {np.mean(finals):.1f} ± {np.std(finals):.1f} | "
+                f"{np.mean(best):.1f} | {', '.join(str(step) for step, _ in crossings)} | "
+                f"{', '.join('-' if sec is None else f'{sec:.0f}' for _, sec in crossings)} |"
+            )
+            seeds = [run["seed"] for run in group]
+            summary.append(dict(env=env_id, algo=algo, seeds=seeds, finals=finals, crossings=crossings))
+            steps = np.array([point["step"] for point in group[0]["curve"]])
+            length = min(len(run["curve"]) for run in group)
+            means = np.array([[point["mean"] for point in run["curve"][:length]] for run in group])
+            ax.plot(steps[:length], means.mean(0), label=f"{algo} ({len(group)} seeds)")
+            ax.fill_between(steps[:length], means.min(0), means.max(0), alpha=0.2)
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"goal {threshold:g}")
+        ax.set_title(env_id)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("deterministic eval return")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "sample_efficiency.png", dpi=120)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    table = "\n".join(lines)
+    (out / "sample_efficiency.md").write_text(table + "\n")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--envs", nargs="+", default=list(GOALS))
+    parser.add_argument("--algos", nargs="+", default=["dreamer", "baseline"], help="dreamer, sac, dqn or baseline")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-freq", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sample_efficiency")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--single", nargs=3, metavar=("ALGO", "ENV", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=None, help="override every run's env-step budget")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.single:
+        algo, env_id, seed = args.single
+        goal = GOALS[env_id]
+        steps = args.steps or (goal["dreamer_steps"] if algo == "dreamer" else goal["baseline_steps"])
+        run_one(algo, env_id, int(seed), steps, args.eval_freq, args.eval_episodes, args.out)
+        return
+    if not args.summarise_only:
+        jobs = []
+        for env_id in args.envs:
+            for algo in args.algos:
+                name = GOALS[env_id]["baseline"] if algo == "baseline" else algo
+                jobs += [(name, env_id, seed) for seed in args.seeds]
+        extra = ["--steps", str(args.steps)] if args.steps else []
+
+        def launch(job: tuple[str, str, int]) -> int:
+            command = [sys.executable, __file__, "--single", job[0], job[1], str(job[2]), "--out", str(args.out)]
+            command += ["--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes), *extra]
+            return subprocess.call(command)
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            codes = list(pool.map(launch, jobs))
+        if any(codes):
+            print(f"some runs failed: {codes}", file=sys.stderr)
+    print(summarise(args.out))
+
+
+if __name__ == "__main__":
+    main()
