@@ -63,7 +63,32 @@ def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
-class DTWRewardWrapper(gym.Wrapper):
+class _StateFileMixin:
+    """``save_state`` / ``load_state`` of a wrapper's ``get_state`` / ``set_state`` dict as an ``.npz`` file."""
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save_state(self, path: str | os.PathLike) -> str:
+        """Write :meth:`get_state` to an ``.npz`` file (``.npz`` appended if missing).
+
+        :param path: file path
+        :return: the path written
+        """
+        return _save_npz(path, self.get_state())
+
+    def load_state(self, path: str | os.PathLike) -> None:
+        """Restore the state saved by :meth:`save_state`.
+
+        :param path: ``.npz`` file
+        """
+        self.set_state(_load_npz(path))
+
+
+class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
     """DTW-aligned learned reward for one gymnasium env (methods.md, sections C and C1).
 
     Every step returns ``float(r̂(obs))`` of the returned observation; at episode end the episode is aligned to the
@@ -187,23 +212,8 @@ class DTWRewardWrapper(gym.Wrapper):
         self._episode_obs = list(np.asarray(state["episode_obs"], dtype=np.float32))
         self._episode_return = float(state["episode_return"])
 
-    def save_state(self, path: str | os.PathLike) -> str:
-        """Write :meth:`get_state` to an ``.npz`` file (``.npz`` appended if missing).
 
-        :param path: file path
-        :return: the path written
-        """
-        return _save_npz(path, self.get_state())
-
-    def load_state(self, path: str | os.PathLike) -> None:
-        """Restore the state saved by :meth:`save_state`.
-
-        :param path: ``.npz`` file
-        """
-        self.set_state(_load_npz(path))
-
-
-class VecDTWRewardWrapper(VecEnvWrapper):
+class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
     """DTW-aligned learned reward for an SB3 VecEnv: one reward-model call per step for all envs.
 
     Same reward, labels and info keys as :class:`DTWRewardWrapper` (see there for the parameters); one reward model
@@ -279,21 +289,6 @@ class VecDTWRewardWrapper(VecEnvWrapper):
         self.rewarder.set_state(state)
         self._episode_obs = [list(np.asarray(state[f"episode_obs.{i}"], np.float32)) for i in range(self.num_envs)]
         self._episode_returns = np.array(state["episode_returns"], dtype=np.float64)
-
-    def save_state(self, path: str | os.PathLike) -> str:
-        """Write :meth:`get_state` to an ``.npz`` file.
-
-        :param path: file path
-        :return: the path written
-        """
-        return _save_npz(path, self.get_state())
-
-    def load_state(self, path: str | os.PathLike) -> None:
-        """Restore the state saved by :meth:`save_state`.
-
-        :param path: ``.npz`` file
-        """
-        self.set_state(_load_npz(path))
 
 
 class AlignmentCheckpointCallback(BaseCallback):

@@ -22,15 +22,26 @@ from pybullet_envs_gymnasium.gym_locomotion_envs import HalfCheetahBulletEnv, Ho
 
 
 class _DynamicsGapMixin:
-    """Apply mass, friction and power scales after every reset (see the module docstring)."""
+    """Apply mass, friction and power scales after every reset (see the module docstring).
 
-    def _init_gap(
+    Placed before the Bullet env class in the bases, so that ``super()`` reaches the Bullet env.
+
+    :param mass_scale: factor on every link mass
+    :param friction_scale: factor on every link's lateral friction
+    :param power_scale: factor on the motor power
+    :param part_mass_scale: extra per-part mass factors
+    :param render_mode: render mode of the Bullet env
+    """
+
+    def __init__(
         self,
-        mass_scale: float,
-        friction_scale: float,
-        power_scale: float,
-        part_mass_scale: dict[str, float] | None,
+        mass_scale: float = 1.0,
+        friction_scale: float = 1.0,
+        power_scale: float = 1.0,
+        part_mass_scale: dict[str, float] | None = None,
+        render_mode: str | None = None,
     ) -> None:
+        super().__init__(render_mode=render_mode)  # type: ignore[call-arg]
         for name, value in {"mass_scale": mass_scale, "friction_scale": friction_scale, "power_scale": power_scale}.items():
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -40,6 +51,17 @@ class _DynamicsGapMixin:
         self.part_mass_scale = dict(part_mass_scale or {})
         self._nominal_dynamics: dict[str, tuple[int, int, float, float]] | None = None
         self.robot.power *= self.power_scale  # type: ignore[attr-defined]
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset the Bullet env, then apply the dynamics gap.
+
+        :param seed: seed
+        :param options: unused by the Bullet env
+        :return: ``(obs, info)``
+        """
+        obs, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
+        self._apply_gap()
+        return obs, info
 
     def _apply_gap(self) -> None:
         parts = {name: part for name, part in self.parts.items() if name != "floor"}  # type: ignore[attr-defined]
@@ -96,28 +118,6 @@ class HopperGapEnv(_DynamicsGapMixin, HopperBulletEnv):
     :param render_mode: render mode of the Bullet env
     """
 
-    def __init__(
-        self,
-        mass_scale: float = 1.0,
-        friction_scale: float = 1.0,
-        power_scale: float = 1.0,
-        part_mass_scale: dict[str, float] | None = None,
-        render_mode: str | None = None,
-    ) -> None:
-        HopperBulletEnv.__init__(self, render_mode=render_mode)
-        self._init_gap(mass_scale, friction_scale, power_scale, part_mass_scale)
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset the Bullet env, then apply the dynamics gap.
-
-        :param seed: seed
-        :param options: unused by the Bullet env
-        :return: ``(obs, info)``
-        """
-        obs, info = HopperBulletEnv.reset(self, seed=seed, options=options)
-        self._apply_gap()
-        return obs, info
-
 
 class HalfCheetahGapEnv(_DynamicsGapMixin, HalfCheetahBulletEnv):
     """``HalfCheetahBulletEnv-v0`` with scaled link masses, lateral friction and motor power (module docstring).
@@ -131,25 +131,3 @@ class HalfCheetahGapEnv(_DynamicsGapMixin, HalfCheetahBulletEnv):
     :param part_mass_scale: extra per-part mass factors
     :param render_mode: render mode of the Bullet env
     """
-
-    def __init__(
-        self,
-        mass_scale: float = 1.0,
-        friction_scale: float = 1.0,
-        power_scale: float = 1.0,
-        part_mass_scale: dict[str, float] | None = None,
-        render_mode: str | None = None,
-    ) -> None:
-        HalfCheetahBulletEnv.__init__(self, render_mode=render_mode)
-        self._init_gap(mass_scale, friction_scale, power_scale, part_mass_scale)
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset the Bullet env, then apply the dynamics gap.
-
-        :param seed: seed
-        :param options: unused by the Bullet env
-        :return: ``(obs, info)``
-        """
-        obs, info = HalfCheetahBulletEnv.reset(self, seed=seed, options=options)
-        self._apply_gap()
-        return obs, info
