@@ -143,8 +143,9 @@ def summarise(out: Path) -> str:
             steps = np.array([point["step"] for point in group[0]["curve"]])
             length = min(len(run["curve"]) for run in group)
             means = np.array([[point["mean"] for point in run["curve"][:length]] for run in group])
-            ax.plot(steps[:length], means.mean(0), label=f"{algo} ({len(group)} seeds)")
-            ax.fill_between(steps[:length], means.min(0), means.max(0), alpha=0.2)
+            color = "C0" if algo == "dreamer" else "C1"
+            ax.plot(steps[:length], means.mean(0), color=color, label=f"{algo} ({len(group)} seeds, mean; band min-max)")
+            ax.fill_between(steps[:length], means.min(0), means.max(0), color=color, alpha=0.2)
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"goal {threshold:g}")
         ax.set_title(env_id)
         ax.set_xlabel("environment steps")
