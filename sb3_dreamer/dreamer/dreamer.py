@@ -14,7 +14,7 @@ import pathlib
 import pickle
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -554,7 +554,7 @@ class Dreamer(OffPolicyAlgorithm):
             return
         context = min(5, self.batch_length - 1)
         with th.no_grad():
-            obs = _index_first(data.observations)
+            obs = _map_obs(data.observations, lambda x: x[:1])
             embed = policy.codec.encode(_flatten_time(obs)).view(1, self.batch_length, -1)
             post, _, _ = policy.rssm.observe(embed[:, :context], data.prev_actions[:1, :context], data.is_first[:1, :context])
             state = RSSMState(post.deter[:, -1], post.stoch[:, -1])
@@ -564,7 +564,7 @@ class Dreamer(OffPolicyAlgorithm):
                 state = RSSMState(deter, policy.rssm.prior_log_probs(deter).exp().flatten(-2))
                 feats.append(th.cat(state, dim=-1))
             imagined = policy.codec.decode_images(th.cat(feats[1:]))
-            real, _ = policy.codec.targets(_flatten_time(_slice_time(obs, context)))
+            real, _ = policy.codec.targets(_flatten_time(_map_obs(obs, lambda x: x[:, context:])))
         for key, frames in imagined.items():
             truth = real[key] + 0.5  # (T', C, H, W)
             strip = th.cat([th.cat(list(truth), dim=-1), th.cat(list(frames), dim=-1)], dim=-2)  # real over imagined
@@ -642,23 +642,16 @@ def _check_observation_space(space: spaces.Space) -> None:
             )
 
 
+def _map_obs(obs: th.Tensor | dict[str, th.Tensor], fn: Callable[[th.Tensor], th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
+    """Apply ``fn`` to an observation tensor or to each tensor of a Dict observation."""
+    if isinstance(obs, dict):
+        return {key: fn(value) for key, value in obs.items()}
+    return fn(obs)
+
+
 def _flatten_time(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
     """(B, T, ...) -> (B * T, ...) for a tensor or each tensor of a dict."""
-    if isinstance(obs, dict):
-        return {key: value.flatten(0, 1) for key, value in obs.items()}
-    return obs.flatten(0, 1)
-
-
-def _index_first(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
-    if isinstance(obs, dict):
-        return {key: value[:1] for key, value in obs.items()}
-    return obs[:1]
-
-
-def _slice_time(obs: th.Tensor | dict[str, th.Tensor], start: int) -> th.Tensor | dict[str, th.Tensor]:
-    if isinstance(obs, dict):
-        return {key: value[:, start:] for key, value in obs.items()}
-    return obs[:, start:]
+    return _map_obs(obs, lambda x: x.flatten(0, 1))
 
 
 def _optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor, max_norm: float) -> float:

@@ -52,7 +52,7 @@ class ActionDist:
             self.mean = th.tanh(mean)
             self.std = (max_std - min_std) * th.sigmoid(std + 2.0) + min_std
         else:
-            sizes = [int(action_space.n)] if isinstance(action_space, spaces.Discrete) else list(action_space.nvec)
+            sizes = categorical_sizes(action_space)
             self.log_probs = [unimix_logits(part, unimix) for part in params.split(sizes, dim=-1)]
 
     def sample(self, straight_through: bool = False) -> th.Tensor:
@@ -81,13 +81,18 @@ class ActionDist:
         return sum(-(lp.exp() * lp).sum(-1) for lp in self.log_probs)
 
 
+def categorical_sizes(action_space: spaces.Space) -> list[int]:
+    """Number of classes of each categorical action dimension: [n] for Discrete, nvec for MultiDiscrete."""
+    if isinstance(action_space, spaces.Discrete):
+        return [int(action_space.n)]
+    return [int(n) for n in action_space.nvec]
+
+
 def action_dim(action_space: spaces.Space) -> int:
     """Width of the model's action representation: Box dims, or the total one-hot width of (Multi)Discrete."""
     if isinstance(action_space, spaces.Box):
         return int(np.prod(action_space.shape))
-    if isinstance(action_space, spaces.Discrete):
-        return int(action_space.n)
-    return int(np.sum(action_space.nvec))
+    return sum(categorical_sizes(action_space))
 
 
 class DreamerPolicy(BasePolicy):
@@ -266,7 +271,7 @@ class DreamerPolicy(BasePolicy):
             scaled = action.clamp(-1.0, 1.0).cpu().numpy()
             env_action = self.unscale_action(scaled).reshape(-1, *self.action_space.shape)
             return env_action.astype(self.action_space.dtype)
-        sizes = [int(self.action_space.n)] if isinstance(self.action_space, spaces.Discrete) else list(self.action_space.nvec)
+        sizes = categorical_sizes(self.action_space)
         indices = th.stack([part.argmax(-1) for part in action.split(sizes, dim=-1)], dim=-1).cpu().numpy()
         if isinstance(self.action_space, spaces.Discrete):
             indices = indices[:, 0]
@@ -278,7 +283,7 @@ class DreamerPolicy(BasePolicy):
         n = env_action.shape[0]
         if isinstance(self.action_space, spaces.Box):
             return self.scale_action(env_action).reshape(n, -1).astype(np.float32)
-        sizes = [int(self.action_space.n)] if isinstance(self.action_space, spaces.Discrete) else list(self.action_space.nvec)
+        sizes = categorical_sizes(self.action_space)
         indices = env_action.reshape(n, len(sizes)).astype(np.int64)
         onehots = [np.eye(size, dtype=np.float32)[indices[:, i]] for i, size in enumerate(sizes)]
         return np.concatenate(onehots, axis=-1)
