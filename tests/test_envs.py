@@ -1,5 +1,8 @@
 """Dynamic-gap env pairs, their registration, and the ActionRepeat / RewardFree wrappers (sb3_dreamer.envs)."""
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -132,3 +135,11 @@ def test_reward_free_hides_reward() -> None:
     assert reward == 0.0 and info["original_reward"] == 1.0 and isinstance(info["original_reward"], float)
     assert info["t"] == 1
     check_env(RewardFree(gym.make("sb3_dreamer/CartPoleTarget-v0")))
+
+
+def test_importing_the_package_registers_the_pairs() -> None:
+    # A fresh interpreter: `import sb3_dreamer` alone must make the ids available (no sb3_dreamer.envs import).
+    code = "import gymnasium, sb3_dreamer; print(gymnasium.make('sb3_dreamer/PendulumTarget-v0').unwrapped.m)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1.3"
