@@ -15,12 +15,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import jsonable
 
 #: The benchmark grid: env -> (threshold, Dreamer's env-step budget, baseline algorithm, baseline budget).
 GOALS: dict[str, dict[str, Any]] = {
@@ -31,34 +31,24 @@ GOALS: dict[str, dict[str, Any]] = {
 #: Dreamer settings per env (the same as zoo_configs/dreamer.yml and ``python -m sb3_dreamer``).
 DREAMER_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000),
-    "CartPole-v1": dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000),
+    "CartPole-v1": dict(
+        batch_size=16,
+        batch_length=32,
+        imagination_starts=256,
+        train_freq=2,
+        learning_starts=1000,
+        actor_learning_rate=3e-5,
+        critic_learning_rate=3e-5,
+    ),
 }
-
-
-def zoo_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], int]:
-    """Hyperparameters of rl_zoo3's tuned entry for ``env_id`` (constructor kwargs) and its ``n_timesteps``."""
-    import rl_zoo3
-    import yaml
-
-    path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
-    entry = dict(yaml.safe_load(path.read_text())[env_id])
-    n_timesteps = int(float(entry.pop("n_timesteps")))
-    entry.pop("policy", None)
-    if isinstance(entry.get("policy_kwargs"), str):
-        entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # the zoo's own convention for this key
-    for key in ("learning_rate", "buffer_size", "learning_starts", "batch_size", "train_freq", "gradient_steps"):
-        if isinstance(entry.get(key), str):
-            entry[key] = float(entry[key])
-    return entry, n_timesteps
 
 
 def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, out: Path) -> None:
     """Train one model and write its learning curve to ``out / f"{algo}_{env_id}_{seed}.json"``."""
     import gymnasium as gym
     import torch as th
+    from common import EvalCurve, zoo_hyperparams
     from stable_baselines3 import DQN, SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer
@@ -68,36 +58,12 @@ def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_
         cls, hyperparams = Dreamer, dict(DREAMER_HYPERPARAMS[env_id])
     else:
         cls, (hyperparams, _) = {"sac": SAC, "dqn": DQN}[algo], zoo_hyperparams(algo, env_id)
-    eval_env = Monitor(gym.make(env_id))
-    curve: list[dict[str, float]] = []
-    start = time.perf_counter()
-    eval_time = 0.0
-
-    class Evaluate(BaseCallback):
-        def _on_step(self) -> bool:
-            nonlocal eval_time
-            if self.num_timesteps % eval_freq == 0:
-                tick = time.perf_counter()
-                mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
-                eval_time += time.perf_counter() - tick
-                curve.append(
-                    dict(step=self.num_timesteps, mean=float(mean), std=float(std), train_seconds=tick - start - eval_time)
-                )
-                print(f"{algo} {env_id} seed {seed}: step {self.num_timesteps} return {mean:.1f} +/- {std:.1f}", flush=True)
-            return True
-
+    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, f"{algo} {env_id} seed {seed}")
     model = cls("MlpPolicy", env_id, seed=seed, verbose=0, **hyperparams)
-    model.learn(steps, callback=Evaluate())
-    result = dict(algo=algo, env=env_id, seed=seed, steps=steps, hyperparams=_jsonable(hyperparams), curve=curve)
+    model.learn(steps, callback=evaluate)
+    curve = evaluate.curve
+    result = dict(algo=algo, env=env_id, seed=seed, steps=steps, hyperparams=jsonable(hyperparams), curve=curve)
     (out / f"{algo}_{env_id}_{seed}.json").write_text(json.dumps(result, indent=1))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
 
 
 def first_crossing(curve: list[dict[str, float]], threshold: float) -> tuple[int | None, float | None]:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch as th
-from sample_efficiency import DREAMER_HYPERPARAMS, zoo_hyperparams  # benchmarks/ is the script's folder
+from common import zoo_hyperparams  # benchmarks/ is the script's folder
+from sample_efficiency import DREAMER_HYPERPARAMS
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy

@@ -70,7 +70,7 @@ def _evaluate(policy: Any, env_id: str, episodes: int, seed: int) -> tuple[float
     return float(mean), float(std)
 
 
-class _RandomPolicy:
+class RandomPolicy:
     """Uniform random actions with SB3's ``predict`` signature (for the random baseline)."""
 
     def __init__(self, action_space: gym.Space, seed: int) -> None:
@@ -120,7 +120,7 @@ def run_dtw_transfer(config: TransferConfig, out_dir: str | Path) -> dict[str, A
     probe = gym.make(config.target_env)
     results = dict(
         config=dataclasses.asdict(config),
-        random=_evaluate(_RandomPolicy(probe.action_space, config.seed), config.target_env, config.eval_episodes, config.seed),
+        random=_evaluate(RandomPolicy(probe.action_space, config.seed), config.target_env, config.eval_episodes, config.seed),
         source_zero_shot=_evaluate(source, config.target_env, config.eval_episodes, config.seed),
         target_dtw=_evaluate(target, config.target_env, config.eval_episodes, config.seed),
         source_on_source=_evaluate(source, config.source_env, config.eval_episodes, config.seed),

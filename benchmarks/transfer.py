@@ -1,0 +1,272 @@
+"""Reward-free transfer across a dynamics gap: the learned DTW-alignment reward against its baselines.
+
+For each seed: a source Dreamer trains on the source env (with rewards) and records ``--references`` deterministic
+reference episodes. On the target env (whose reward the agents never see), these variants then train and are
+evaluated every ``eval_freq`` steps on the target's **true** reward (deterministic, ``--eval-episodes`` episodes):
+
+- ``dreamer_dtw_<mode>``: Dreamer initialised from the source model (``target_learning_starts`` random warm-up
+  steps, then the source policy acts and learns), trained on the DTW reward of ``<mode>``
+  (``source_reward``, ``source_reward_split``, ``tracking``);
+- ``dreamer_oracle``: the same, trained on the target's true reward (the upper reference, score 1);
+- ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
+  algorithm-agnostic; SAC cannot start from a Dreamer);
+- ``random`` (score 0) and ``source_zero_shot`` (the source model run on the target unchanged), evaluated once.
+
+Normalised score per seed: (return - random) / (dreamer_oracle - random), both from the same seed. The final return
+of a run is its last evaluation. Results: one JSON per run, ``transfer.md`` (table), ``summary.json`` and
+``transfer_<pair>.png`` (curves) in ``--out``.
+
+Run: ``python benchmarks/transfer.py --pair pendulum`` (2 processes with 1 torch thread each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import jsonable
+
+#: Dreamer settings shared with the sample-efficiency benchmark (Pendulum row of zoo_configs/dreamer.yml).
+DREAMER_CPU = dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000)
+
+#: Benchmark pairs: env ids, step budgets and rl-zoo SAC entry for the SAC variants.
+PAIRS: dict[str, dict[str, Any]] = {
+    "pendulum": dict(
+        source="sb3_dreamer/PendulumSource-v0",
+        target="sb3_dreamer/PendulumTarget-v0",
+        source_steps=6_000,
+        target_steps=5_000,
+        sac_steps=10_000,
+        sac_zoo_entry="Pendulum-v1",
+        target_learning_starts=400,
+        eval_freq=1_000,
+        dreamer=DREAMER_CPU,
+    ),
+    "hopper": dict(
+        source="sb3_dreamer/HopperSource-v0",
+        target="sb3_dreamer/HopperTarget-v0",
+        source_steps=200_000,
+        target_steps=100_000,
+        sac_steps=200_000,
+        sac_zoo_entry="HopperBulletEnv-v0",
+        target_learning_starts=2_000,
+        eval_freq=10_000,
+        dreamer=dict(DREAMER_CPU, learning_starts=5_000),
+    ),
+}
+LABEL_MODES = ("source_reward", "source_reward_split", "tracking")
+VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
+
+
+def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int) -> None:
+    """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward."""
+    import gymnasium as gym
+    from common import EvalCurve
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from sb3_dreamer import Dreamer
+    from sb3_dreamer.alignment import record_trajectories
+    from sb3_dreamer.transfer import RandomPolicy
+
+    spec = PAIRS[pair]
+    start = time.perf_counter()
+    evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, f"{pair} source seed {seed}")
+    source = Dreamer("MlpPolicy", spec["source"], seed=seed, **spec["dreamer"])
+    source.learn(spec["source_steps"], callback=evaluate)
+    source.save(out / f"source_{seed}.zip")
+    record_trajectories(source, spec["source"], references, seed=seed).save(out / f"reference_{seed}.npz")
+
+    def on_target(policy: Any) -> list[float]:
+        env = Monitor(gym.make(spec["target"]))
+        env.reset(seed=seed)
+        mean, std = evaluate_policy(policy, env, n_eval_episodes=eval_episodes, deterministic=True)
+        return [float(mean), float(std)]
+
+    result = dict(
+        pair=pair,
+        variant="source",
+        seed=seed,
+        curve=evaluate.curve,
+        random=on_target(RandomPolicy(gym.make(spec["target"]).action_space, seed)),
+        source_zero_shot=on_target(source),
+        seconds=time.perf_counter() - start,
+    )
+    (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
+
+
+def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int) -> None:
+    """Train one target variant on the reward-free target and record its true-reward learning curve."""
+    import gymnasium as gym
+    from common import EvalCurve, zoo_hyperparams
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.monitor import Monitor
+
+    from sb3_dreamer import Dreamer
+    from sb3_dreamer.alignment import DTWRewardWrapper
+
+    spec = PAIRS[pair]
+    start = time.perf_counter()
+    wrapper_kwargs: dict[str, Any] = {}
+    if "_dtw_" in variant:
+        label_mode = variant.split("_dtw_")[1]
+        wrapper_kwargs = dict(reference=str(out / f"reference_{seed}.npz"), label_mode=label_mode, seed=seed)
+    env = make_vec_env(
+        spec["target"],
+        seed=seed,
+        wrapper_class=DTWRewardWrapper if wrapper_kwargs else None,
+        wrapper_kwargs=wrapper_kwargs or None,
+    )
+    label = f"{pair} {variant} seed {seed}"
+    evaluate = EvalCurve(Monitor(gym.make(spec["target"])), spec["eval_freq"], eval_episodes, label)
+    if variant.startswith("dreamer_"):
+        # Fine-tuning: fewer random warm-up steps than from scratch (the world model already knows similar dynamics).
+        source_path = out / f"source_{seed}.zip"
+        model: Any = Dreamer.load(source_path, env=env, seed=seed, learning_starts=spec["target_learning_starts"])
+        steps = spec["target_steps"]
+    else:
+        model = SAC("MlpPolicy", env, seed=seed, verbose=0, **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0])
+        steps = spec["sac_steps"]
+    model.learn(steps, callback=evaluate)
+    dtw_stats = {}
+    if wrapper_kwargs:
+        rewarder = env.envs[0].rewarder  # DTWRewardWrapper(Monitor(env)) is the outermost wrapper
+        dtw_stats = dict(episodes=rewarder.n_episodes, refits=rewarder.n_refits, truncated_refits=rewarder.n_truncated_refits)
+    result = dict(
+        pair=pair,
+        variant=variant,
+        seed=seed,
+        steps=steps,
+        curve=evaluate.curve,
+        wrapper_kwargs=jsonable(wrapper_kwargs),
+        dtw=dtw_stats,
+        seconds=time.perf_counter() - start,
+    )
+    (out / f"{variant}_{seed}.json").write_text(json.dumps(result, indent=1))
+
+
+def summarise(pair: str, out: Path) -> str:
+    """Table of final true returns and normalised scores per variant, plus a PNG of the learning curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = {run["seed"]: run for run in map(_read, sorted(out.glob("source_*.json")))}
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for variant in VARIANTS:
+        for path in sorted(out.glob(f"{variant}_*.json")):
+            run = _read(path)
+            if run["variant"] == variant and run["curve"]:  # the glob of a mode also matches longer mode names
+                runs.setdefault(variant, {})[run["seed"]] = run
+    oracle = {seed: run["curve"][-1]["mean"] for seed, run in runs.get("dreamer_oracle", {}).items()}
+    rows: list[tuple[str, dict[int, float]]] = [
+        ("random", {seed: run["random"][0] for seed, run in sources.items()}),
+        ("source_zero_shot", {seed: run["source_zero_shot"][0] for seed, run in sources.items()}),
+    ]
+    rows += [(variant, {seed: run["curve"][-1]["mean"] for seed, run in runs[variant].items()}) for variant in runs]
+    lines = [
+        f"| {pair}: variant | seeds | final true return (mean ± std) | per seed | normalised score (mean ± std) |",
+        "|---|---|---|---|---|",
+    ]
+    summary = []
+    for name, finals in rows:
+        seeds = sorted(finals)
+        values = np.array([finals[seed] for seed in seeds])
+        scored = [seed for seed in seeds if seed in oracle and seed in sources]
+        scores = np.array(
+            [(finals[s] - sources[s]["random"][0]) / (oracle[s] - sources[s]["random"][0]) for s in scored], dtype=float
+        )
+        score_text = f"{scores.mean():.2f} ± {scores.std():.2f}" if len(scores) else "-"
+        lines.append(
+            f"| {name} | {len(seeds)} | {values.mean():.1f} ± {values.std():.1f} | "
+            f"{', '.join(f'{value:.0f}' for value in values)} | {score_text} |"
+        )
+        summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), scores=scores.tolist()))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for index, (variant, group) in enumerate(runs.items()):
+        length = min(len(run["curve"]) for run in group.values())
+        steps = np.array([point["step"] for point in next(iter(group.values()))["curve"][:length]])
+        means = np.array([[point["mean"] for point in run["curve"][:length]] for run in group.values()])
+        ax.plot(steps, means.mean(0), color=f"C{index}", label=f"{variant} ({len(group)} seeds)")
+        ax.fill_between(steps, means.min(0), means.max(0), color=f"C{index}", alpha=0.15)
+    for name, finals in rows[:2]:
+        ax.axhline(np.mean(list(finals.values())), linestyle="--", linewidth=1, color="grey" if name == "random" else "k")
+        ax.annotate(name, (0, np.mean(list(finals.values()))), fontsize=8)
+    ax.set_title(f"{pair}: target true return (mean over seeds, band min-max)")
+    ax.set_xlabel("target environment steps")
+    ax.set_ylabel("deterministic eval return (true reward)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"transfer_{pair}.png", dpi=120)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    table = "\n".join(lines)
+    (out / "transfer.md").write_text(table + "\n")
+    return table
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pair", choices=list(PAIRS), default="pendulum")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--references", type=int, default=10, help="reference episodes recorded from the source")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/transfer/<pair>")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    out = args.out or Path(__file__).parent / "results" / "transfer" / args.pair
+    out.mkdir(parents=True, exist_ok=True)
+    if args.single:
+        import torch as th
+
+        th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+        variant, seed = args.single[0], int(args.single[1])
+        if variant == "source":
+            run_source(args.pair, seed, out, args.references, args.eval_episodes)
+        else:
+            run_target(args.pair, variant, seed, out, args.eval_episodes)
+        return
+    if not args.summarise_only:
+        # Sources first; a target job waits for its seed's source (runs that already wrote their JSON are skipped).
+        done = {seed: threading.Event() for seed in args.seeds}
+        jobs = [("source", seed) for seed in args.seeds] + [(v, s) for s in args.seeds for v in args.variants]
+
+        def launch(job: tuple[str, int]) -> int:
+            variant, seed = job
+            if variant != "source":
+                done[seed].wait()
+            code = 0
+            if not (out / f"{variant}_{seed}.json").exists():
+                command = [sys.executable, __file__, "--pair", args.pair, "--single", variant, str(seed), "--out", str(out)]
+                command += ["--references", str(args.references), "--eval-episodes", str(args.eval_episodes)]
+                code = subprocess.call(command)
+            if variant == "source":
+                done[seed].set()
+            return code
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            codes = list(pool.map(launch, jobs))
+        if any(codes):
+            print(f"some runs failed: {list(zip(jobs, codes, strict=True))}", file=sys.stderr)
+    print(summarise(args.pair, out))
+
+
+if __name__ == "__main__":
+    main()
