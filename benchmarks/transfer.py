@@ -38,33 +38,44 @@ from common import jsonable
 #: Dreamer settings shared with the sample-efficiency benchmark (Pendulum row of zoo_configs/dreamer.yml).
 DREAMER_CPU = dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000)
 
-#: Benchmark pairs: env ids, step budgets and rl-zoo SAC entry for the SAC variants.
+
+def _pair(name: str, source_steps: int, target_steps: int, warm_up: int, eval_freq: int, **extra: Any) -> dict[str, Any]:
+    """One benchmark pair: ``sb3_dreamer/<name>Source-v0`` / ``<name>Target-v0``, step budgets, Dreamer settings."""
+    return dict(
+        source=f"sb3_dreamer/{name}Source-v0",
+        target=f"sb3_dreamer/{name}Target-v0",
+        source_steps=source_steps,
+        target_steps=target_steps,
+        target_learning_starts=warm_up,
+        eval_freq=eval_freq,
+        **extra,
+    )
+
+
+#: Benchmark pairs. ``sac_zoo_entry``: the rl-zoo SAC entry used for the SAC variants. The Hopper budgets are a plan
+#: (not run yet, see benchmarks/README.md).
 PAIRS: dict[str, dict[str, Any]] = {
-    "pendulum": dict(
-        source="sb3_dreamer/PendulumSource-v0",
-        target="sb3_dreamer/PendulumTarget-v0",
-        source_steps=6_000,
-        target_steps=5_000,
-        sac_steps=10_000,
-        sac_zoo_entry="Pendulum-v1",
-        target_learning_starts=400,
-        eval_freq=1_000,
-        dreamer=DREAMER_CPU,
+    "pendulum": _pair(
+        "Pendulum", 6_000, 5_000, 400, 1_000, sac_steps=10_000, sac_zoo_entry="Pendulum-v1", dreamer=DREAMER_CPU
     ),
-    "hopper": dict(
-        source="sb3_dreamer/HopperSource-v0",
-        target="sb3_dreamer/HopperTarget-v0",
-        source_steps=200_000,
-        target_steps=100_000,
+    "hopper": _pair(
+        "Hopper",
+        200_000,
+        100_000,
+        2_000,
+        10_000,
         sac_steps=200_000,
         sac_zoo_entry="HopperBulletEnv-v0",
-        target_learning_starts=2_000,
-        eval_freq=10_000,
         dreamer=dict(DREAMER_CPU, learning_starts=5_000),
     ),
 }
 LABEL_MODES = ("source_reward", "source_reward_split", "tracking")
-VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
+VARIANTS = (
+    *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
+    "dreamer_oracle",
+    "sac_dtw_source_reward",
+    "sac_oracle",
+)
 
 
 def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int) -> None:
@@ -80,7 +91,12 @@ def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: 
 
     spec = PAIRS[pair]
     start = time.perf_counter()
-    evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, f"{pair} source seed {seed}")
+    evaluate = EvalCurve(
+        Monitor(gym.make(spec["source"])),
+        spec["eval_freq"],
+        eval_episodes,
+        f"{pair} source seed {seed}",
+    )
     source = Dreamer("MlpPolicy", spec["source"], seed=seed, **spec["dreamer"])
     source.learn(spec["source_steps"], callback=evaluate)
     source.save(out / f"source_{seed}.zip")
@@ -120,7 +136,11 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     wrapper_kwargs: dict[str, Any] = {}
     if "_dtw_" in variant:
         label_mode = variant.split("_dtw_")[1]
-        wrapper_kwargs = dict(reference=str(out / f"reference_{seed}.npz"), label_mode=label_mode, seed=seed)
+        wrapper_kwargs = dict(
+            reference=str(out / f"reference_{seed}.npz"),
+            label_mode=label_mode,
+            seed=seed,
+        )
     env = make_vec_env(
         spec["target"],
         seed=seed,
@@ -132,16 +152,31 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     if variant.startswith("dreamer_"):
         # Fine-tuning: fewer random warm-up steps than from scratch (the world model already knows similar dynamics).
         source_path = out / f"source_{seed}.zip"
-        model: Any = Dreamer.load(source_path, env=env, seed=seed, learning_starts=spec["target_learning_starts"])
+        model: Any = Dreamer.load(
+            source_path,
+            env=env,
+            seed=seed,
+            learning_starts=spec["target_learning_starts"],
+        )
         steps = spec["target_steps"]
     else:
-        model = SAC("MlpPolicy", env, seed=seed, verbose=0, **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0])
+        model = SAC(
+            "MlpPolicy",
+            env,
+            seed=seed,
+            verbose=0,
+            **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0],
+        )
         steps = spec["sac_steps"]
     model.learn(steps, callback=evaluate)
     dtw_stats = {}
     if wrapper_kwargs:
         rewarder = env.envs[0].rewarder  # DTWRewardWrapper(Monitor(env)) is the outermost wrapper
-        dtw_stats = dict(episodes=rewarder.n_episodes, refits=rewarder.n_refits, truncated_refits=rewarder.n_truncated_refits)
+        dtw_stats = dict(
+            episodes=rewarder.n_episodes,
+            refits=rewarder.n_refits,
+            truncated_refits=rewarder.n_truncated_refits,
+        )
     result = dict(
         pair=pair,
         variant=variant,
@@ -172,9 +207,18 @@ def summarise(pair: str, out: Path) -> str:
     oracle = {seed: run["curve"][-1]["mean"] for seed, run in runs.get("dreamer_oracle", {}).items()}
     rows: list[tuple[str, dict[int, float]]] = [
         ("random", {seed: run["random"][0] for seed, run in sources.items()}),
-        ("source_zero_shot", {seed: run["source_zero_shot"][0] for seed, run in sources.items()}),
+        (
+            "source_zero_shot",
+            {seed: run["source_zero_shot"][0] for seed, run in sources.items()},
+        ),
     ]
-    rows += [(variant, {seed: run["curve"][-1]["mean"] for seed, run in runs[variant].items()}) for variant in runs]
+    rows += [
+        (
+            variant,
+            {seed: run["curve"][-1]["mean"] for seed, run in runs[variant].items()},
+        )
+        for variant in runs
+    ]
     lines = [
         f"| {pair}: variant | seeds | final true return (mean ± std) | per seed | normalised score (mean ± std) |",
         "|---|---|---|---|---|",
@@ -185,23 +229,41 @@ def summarise(pair: str, out: Path) -> str:
         values = np.array([finals[seed] for seed in seeds])
         scored = [seed for seed in seeds if seed in oracle and seed in sources]
         scores = np.array(
-            [(finals[s] - sources[s]["random"][0]) / (oracle[s] - sources[s]["random"][0]) for s in scored], dtype=float
+            [(finals[s] - sources[s]["random"][0]) / (oracle[s] - sources[s]["random"][0]) for s in scored],
+            dtype=float,
         )
         score_text = f"{scores.mean():.2f} ± {scores.std():.2f}" if len(scores) else "-"
         lines.append(
             f"| {name} | {len(seeds)} | {values.mean():.1f} ± {values.std():.1f} | "
             f"{', '.join(f'{value:.0f}' for value in values)} | {score_text} |"
         )
-        summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), scores=scores.tolist()))
+        summary.append(
+            dict(
+                variant=name,
+                seeds=seeds,
+                finals=values.tolist(),
+                scores=scores.tolist(),
+            )
+        )
     fig, ax = plt.subplots(figsize=(8, 5))
     for index, (variant, group) in enumerate(runs.items()):
         length = min(len(run["curve"]) for run in group.values())
         steps = np.array([point["step"] for point in next(iter(group.values()))["curve"][:length]])
         means = np.array([[point["mean"] for point in run["curve"][:length]] for run in group.values()])
-        ax.plot(steps, means.mean(0), color=f"C{index}", label=f"{variant} ({len(group)} seeds)")
+        ax.plot(
+            steps,
+            means.mean(0),
+            color=f"C{index}",
+            label=f"{variant} ({len(group)} seeds)",
+        )
         ax.fill_between(steps, means.min(0), means.max(0), color=f"C{index}", alpha=0.15)
     for name, finals in rows[:2]:
-        ax.axhline(np.mean(list(finals.values())), linestyle="--", linewidth=1, color="grey" if name == "random" else "k")
+        ax.axhline(
+            np.mean(list(finals.values())),
+            linestyle="--",
+            linewidth=1,
+            color="grey" if name == "random" else "k",
+        )
         ax.annotate(name, (0, np.mean(list(finals.values()))), fontsize=8)
     ax.set_title(f"{pair}: target true return (mean over seeds, band min-max)")
     ax.set_xlabel("target environment steps")
@@ -224,10 +286,25 @@ def main() -> None:
     parser.add_argument("--pair", choices=list(PAIRS), default="pendulum")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--references", type=int, default=10, help="reference episodes recorded from the source")
+    parser.add_argument(
+        "--references",
+        type=int,
+        default=10,
+        help="reference episodes recorded from the source",
+    )
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
-    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/transfer/<pair>")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="parallel processes (each uses BENCH_THREADS torch threads)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: benchmarks/results/transfer/<pair>",
+    )
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -254,8 +331,23 @@ def main() -> None:
                 done[seed].wait()
             code = 0
             if not (out / f"{variant}_{seed}.json").exists():
-                command = [sys.executable, __file__, "--pair", args.pair, "--single", variant, str(seed), "--out", str(out)]
-                command += ["--references", str(args.references), "--eval-episodes", str(args.eval_episodes)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--pair",
+                    args.pair,
+                    "--single",
+                    variant,
+                    str(seed),
+                    "--out",
+                    str(out),
+                ]
+                command += [
+                    "--references",
+                    str(args.references),
+                    "--eval-episodes",
+                    str(args.eval_episodes),
+                ]
                 code = subprocess.call(command)
             if variant == "source":
                 done[seed].set()
@@ -264,7 +356,10 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             codes = list(pool.map(launch, jobs))
         if any(codes):
-            print(f"some runs failed: {list(zip(jobs, codes, strict=True))}", file=sys.stderr)
+            print(
+                f"some runs failed: {list(zip(jobs, codes, strict=True))}",
+                file=sys.stderr,
+            )
     print(summarise(args.pair, out))
 
 
