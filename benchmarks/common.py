@@ -53,11 +53,15 @@ class EvalCurve(BaseCallback):
     :param eval_freq: env steps between evaluations (counted in ``num_timesteps``)
     :param eval_episodes: episodes per evaluation
     :param label: prefix of the progress line printed after each evaluation
+    :param stop_at: stop training at the first evaluation whose mean return reaches this value (None: never)
     """
 
-    def __init__(self, eval_env: gym.Env, eval_freq: int, eval_episodes: int, label: str) -> None:
+    def __init__(
+        self, eval_env: gym.Env, eval_freq: int, eval_episodes: int, label: str, stop_at: float | None = None
+    ) -> None:
         super().__init__()
         self.eval_env, self.eval_freq, self.eval_episodes, self.label = eval_env, eval_freq, eval_episodes, label
+        self.stop_at = stop_at
         self.curve: list[dict[str, float]] = []
         self.start = time.perf_counter()
         self.eval_seconds = 0.0
@@ -70,4 +74,5 @@ class EvalCurve(BaseCallback):
             self.eval_seconds += time.perf_counter() - tick
             self.curve.append(dict(step=self.num_timesteps, mean=float(mean), std=float(std), train_seconds=train_seconds))
             print(f"{self.label}: step {self.num_timesteps} return {mean:.1f} +/- {std:.1f}", flush=True)
+            return self.stop_at is None or mean < self.stop_at
         return True

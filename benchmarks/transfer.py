@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from common import jsonable
 
+from sb3_dreamer.alignment.dtw import LABEL_MODES
+
 #: Dreamer settings shared with the sample-efficiency benchmark (Pendulum row of zoo_configs/dreamer.yml).
 DREAMER_CPU = dict(batch_size=16, batch_length=32, imagination_starts=256, train_freq=2, learning_starts=1000)
 
@@ -69,52 +71,35 @@ PAIRS: dict[str, dict[str, Any]] = {
         dreamer=dict(DREAMER_CPU, learning_starts=5_000),
     ),
 }
-LABEL_MODES = ("source_reward", "source_reward_split", "tracking")
-VARIANTS = (
-    *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
-    "dreamer_oracle",
-    "sac_dtw_source_reward",
-    "sac_oracle",
-)
+VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
 
 
 def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int) -> None:
     """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward."""
     import gymnasium as gym
     from common import EvalCurve
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer
     from sb3_dreamer.alignment import record_trajectories
-    from sb3_dreamer.transfer import RandomPolicy
+    from sb3_dreamer.transfer import RandomPolicy, evaluate_on_env
 
     spec = PAIRS[pair]
     start = time.perf_counter()
-    evaluate = EvalCurve(
-        Monitor(gym.make(spec["source"])),
-        spec["eval_freq"],
-        eval_episodes,
-        f"{pair} source seed {seed}",
-    )
+    label = f"{pair} source seed {seed}"
+    evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, label)
     source = Dreamer("MlpPolicy", spec["source"], seed=seed, **spec["dreamer"])
     source.learn(spec["source_steps"], callback=evaluate)
     source.save(out / f"source_{seed}.zip")
     record_trajectories(source, spec["source"], references, seed=seed).save(out / f"reference_{seed}.npz")
-
-    def on_target(policy: Any) -> list[float]:
-        env = Monitor(gym.make(spec["target"]))
-        env.reset(seed=seed)
-        mean, std = evaluate_policy(policy, env, n_eval_episodes=eval_episodes, deterministic=True)
-        return [float(mean), float(std)]
 
     result = dict(
         pair=pair,
         variant="source",
         seed=seed,
         curve=evaluate.curve,
-        random=on_target(RandomPolicy(gym.make(spec["target"]).action_space, seed)),
-        source_zero_shot=on_target(source),
+        random=evaluate_on_env(RandomPolicy(gym.make(spec["target"]).action_space, seed), spec["target"], eval_episodes, seed),
+        source_zero_shot=evaluate_on_env(source, spec["target"], eval_episodes, seed),
         seconds=time.perf_counter() - start,
     )
     (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
@@ -136,11 +121,7 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     wrapper_kwargs: dict[str, Any] = {}
     if "_dtw_" in variant:
         label_mode = variant.split("_dtw_")[1]
-        wrapper_kwargs = dict(
-            reference=str(out / f"reference_{seed}.npz"),
-            label_mode=label_mode,
-            seed=seed,
-        )
+        wrapper_kwargs = dict(reference=str(out / f"reference_{seed}.npz"), label_mode=label_mode, seed=seed)
     env = make_vec_env(
         spec["target"],
         seed=seed,
@@ -152,31 +133,16 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     if variant.startswith("dreamer_"):
         # Fine-tuning: fewer random warm-up steps than from scratch (the world model already knows similar dynamics).
         source_path = out / f"source_{seed}.zip"
-        model: Any = Dreamer.load(
-            source_path,
-            env=env,
-            seed=seed,
-            learning_starts=spec["target_learning_starts"],
-        )
+        model: Any = Dreamer.load(source_path, env=env, seed=seed, learning_starts=spec["target_learning_starts"])
         steps = spec["target_steps"]
     else:
-        model = SAC(
-            "MlpPolicy",
-            env,
-            seed=seed,
-            verbose=0,
-            **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0],
-        )
+        model = SAC("MlpPolicy", env, seed=seed, verbose=0, **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0])
         steps = spec["sac_steps"]
     model.learn(steps, callback=evaluate)
     dtw_stats = {}
     if wrapper_kwargs:
         rewarder = env.envs[0].rewarder  # DTWRewardWrapper(Monitor(env)) is the outermost wrapper
-        dtw_stats = dict(
-            episodes=rewarder.n_episodes,
-            refits=rewarder.n_refits,
-            truncated_refits=rewarder.n_truncated_refits,
-        )
+        dtw_stats = dict(episodes=rewarder.n_episodes, refits=rewarder.n_refits, truncated_refits=rewarder.n_truncated_refits)
     result = dict(
         pair=pair,
         variant=variant,

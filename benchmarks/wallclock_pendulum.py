@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import torch as th
-from common import zoo_hyperparams  # benchmarks/ is the script's folder
+from common import EvalCurve, zoo_hyperparams  # benchmarks/ is the script's folder
 from sample_efficiency import DREAMER_HYPERPARAMS
 from stable_baselines3 import SAC
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_dreamer import Dreamer
@@ -33,28 +30,18 @@ def time_to_threshold(algo: str, seed: int, threshold: float, max_steps: int, ev
         model = Dreamer("MlpPolicy", env_id, seed=seed, **DREAMER_HYPERPARAMS[env_id])
     else:
         model = SAC("MlpPolicy", env_id, seed=seed, **zoo_hyperparams("sac", env_id)[0])
-    eval_env = Monitor(gym.make(env_id))
-    result: dict = dict(algo=algo, seed=seed, threshold=threshold, reached=False)
-    start, eval_seconds = time.perf_counter(), 0.0
-
-    class StopAtThreshold(BaseCallback):
-        def _on_step(self) -> bool:
-            nonlocal eval_seconds
-            if self.num_timesteps % eval_freq:
-                return True
-            tick = time.perf_counter()
-            train_seconds = tick - start - eval_seconds  # evaluations so far excluded
-            mean, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
-            eval_seconds += time.perf_counter() - tick
-            result.update(steps=self.num_timesteps, train_seconds=train_seconds, last_eval=float(mean))
-            print(f"{algo}: step {self.num_timesteps} return {mean:.1f}", flush=True)
-            if mean >= threshold:
-                result["reached"] = True
-                return False
-            return True
-
-    model.learn(max_steps, callback=StopAtThreshold())
-    return result
+    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, algo, stop_at=threshold)
+    model.learn(max_steps, callback=evaluate)
+    last = evaluate.curve[-1] if evaluate.curve else {}
+    return dict(
+        algo=algo,
+        seed=seed,
+        threshold=threshold,
+        reached=bool(last) and last["mean"] >= threshold,
+        steps=last.get("step"),
+        train_seconds=last.get("train_seconds"),
+        last_eval=last.get("mean"),
+    )
 
 
 def main() -> None:

@@ -60,7 +60,15 @@ class TransferConfig:
     seed: int = 0
 
 
-def _evaluate(policy: Any, env_id: str, episodes: int, seed: int) -> tuple[float, float]:
+def evaluate_on_env(policy: Any, env_id: str, episodes: int, seed: int) -> tuple[float, float]:
+    """Mean and std of the deterministic return of ``policy`` over ``episodes`` episodes of a fresh ``env_id``.
+
+    :param policy: anything with SB3's ``predict``
+    :param env_id: gymnasium id (the env's own reward is what is measured)
+    :param episodes: number of episodes
+    :param seed: seed of the first reset
+    :return: ``(mean, std)``
+    """
     env = Monitor(gym.make(env_id))
     env.reset(seed=seed)
     try:
@@ -120,10 +128,12 @@ def run_dtw_transfer(config: TransferConfig, out_dir: str | Path) -> dict[str, A
     probe = gym.make(config.target_env)
     results = dict(
         config=dataclasses.asdict(config),
-        random=_evaluate(RandomPolicy(probe.action_space, config.seed), config.target_env, config.eval_episodes, config.seed),
-        source_zero_shot=_evaluate(source, config.target_env, config.eval_episodes, config.seed),
-        target_dtw=_evaluate(target, config.target_env, config.eval_episodes, config.seed),
-        source_on_source=_evaluate(source, config.source_env, config.eval_episodes, config.seed),
+        random=evaluate_on_env(
+            RandomPolicy(probe.action_space, config.seed), config.target_env, config.eval_episodes, config.seed
+        ),
+        source_zero_shot=evaluate_on_env(source, config.target_env, config.eval_episodes, config.seed),
+        target_dtw=evaluate_on_env(target, config.target_env, config.eval_episodes, config.seed),
+        source_on_source=evaluate_on_env(source, config.source_env, config.eval_episodes, config.seed),
     )
     probe.close()
     (out / "results.json").write_text(json.dumps(results, indent=1))
