@@ -34,7 +34,7 @@ def test_classic_pairs_pass_check_env(name: str) -> None:
 def test_pendulum_gap_changes_dynamics_only() -> None:
     source, target = gym.make("sb3_dreamer/PendulumSource-v0"), gym.make("sb3_dreamer/PendulumTarget-v0")
     assert source.observation_space == target.observation_space and source.action_space == target.action_space
-    assert target.unwrapped.gap_parameters == {"mass": 1.3, "length": 1.2, "gravity": 10.0, "max_torque": 2.0}
+    assert target.unwrapped.gap_parameters == {"mass": 1.5, "length": 1.3, "gravity": 10.0, "max_torque": 2.0}
     source.reset(seed=0)
     target.reset(seed=0)
     action = np.array([1.5], dtype=np.float32)

@@ -25,7 +25,7 @@ class PendulumGapEnv(PendulumEnv):
     ``max_torque`` is, so a smaller ``max_torque`` is an actuator saturation gap (policies transfer unchanged).
 
     Registered pairs: ``sb3_dreamer/PendulumSource-v0`` (defaults) and ``sb3_dreamer/PendulumTarget-v0``
-    (mass 1.3, length 1.2, max_torque 2.0, gravity 10.0); each id accepts these kwargs to change the gap.
+    (mass 1.5, length 1.3, max_torque 2.0, gravity 10.0); each id accepts these kwargs to change the gap.
 
     :param mass: pendulum mass m
     :param length: pendulum length l

@@ -7,7 +7,7 @@ NAMESPACE = "sb3_dreamer"
 # id -> (entry point, default kwargs, max_episode_steps); kwargs passed to gymnasium.make override the defaults.
 ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
     "PendulumSource-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {}, 200),
-    "PendulumTarget-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {"mass": 1.3, "length": 1.2}, 200),
+    "PendulumTarget-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {"mass": 1.5, "length": 1.3}, 200),
     "CartPoleSource-v0": ("sb3_dreamer.envs.classic:CartPoleGapEnv", {}, 500),
     "CartPoleTarget-v0": (
         "sb3_dreamer.envs.classic:CartPoleGapEnv",
