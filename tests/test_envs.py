@@ -43,7 +43,7 @@ def test_pendulum_gap_changes_dynamics_only() -> None:
     assert reward_s == pytest.approx(reward_t)  # reward uses the state before the step: same start, same reward
     assert not np.allclose(obs_s, obs_t)  # different dynamics
     custom = gym.make("sb3_dreamer/PendulumTarget-v0", mass=2.0, gravity=9.81, max_torque=1.0).unwrapped
-    assert custom.gap_parameters == {"mass": 2.0, "length": 1.2, "gravity": 9.81, "max_torque": 1.0}
+    assert custom.gap_parameters == {"mass": 2.0, "length": 1.3, "gravity": 9.81, "max_torque": 1.0}  # length: registered
     with pytest.raises(ValueError, match="max_torque"):
         gym.make("sb3_dreamer/PendulumTarget-v0", max_torque=3.0)
     with pytest.raises(ValueError, match="mass must be positive"):
@@ -142,4 +142,4 @@ def test_importing_the_package_registers_the_pairs() -> None:
     code = "import gymnasium, sb3_dreamer; print(gymnasium.make('sb3_dreamer/PendulumTarget-v0').unwrapped.m)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "1.3"
+    assert float(result.stdout) == ENV_SPECS["PendulumTarget-v0"][1]["mass"] != 1.0
