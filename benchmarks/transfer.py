@@ -13,8 +13,8 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 - ``random`` (score 0) and ``source_zero_shot`` (the source model run on the target unchanged), evaluated once.
 
 Normalised score per seed: (return - random) / (dreamer_oracle - random), both from the same seed. The final return
-of a run is its last evaluation. Results: one JSON per run, ``transfer.md`` (table), ``summary.json`` and
-``transfer_<pair>.png`` (curves) in ``--out``.
+of a run is its last evaluation; a second table uses the mean of its last 3 evaluations (less evaluation noise).
+Results: one JSON per run, ``transfer.md`` (tables), ``summary.json`` and ``transfer_<pair>.png`` (curves) in ``--out``.
 
 Run: ``python benchmarks/transfer.py --pair pendulum`` (2 processes with 1 torch thread each).
 """
@@ -170,23 +170,56 @@ def summarise(pair: str, out: Path) -> str:
             run = _read(path)
             if run["variant"] == variant and run["curve"]:  # the glob of a mode also matches longer mode names
                 runs.setdefault(variant, {})[run["seed"]] = run
-    oracle = {seed: run["curve"][-1]["mean"] for seed, run in runs.get("dreamer_oracle", {}).items()}
+    tables, summary = [], {}
+    for last in (1, 3):
+        lines, rows = _score_table(pair, sources, runs, last)
+        tables.append("\n".join(lines))
+        summary[f"last_{last}"] = rows
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for index, (variant, group) in enumerate(runs.items()):
+        length = min(len(run["curve"]) for run in group.values())
+        steps = np.array([point["step"] for point in next(iter(group.values()))["curve"][:length]])
+        means = np.array([[point["mean"] for point in run["curve"][:length]] for run in group.values()])
+        ax.plot(
+            steps,
+            means.mean(0),
+            color=f"C{index}",
+            label=f"{variant} ({len(group)} seeds)",
+        )
+        ax.fill_between(steps, means.min(0), means.max(0), color=f"C{index}", alpha=0.15)
+    for row in summary["last_1"][:2]:  # random and source_zero_shot as horizontal lines
+        level = float(np.mean(row["finals"]))
+        ax.axhline(level, linestyle="--", linewidth=1, color="grey" if row["variant"] == "random" else "k")
+        ax.annotate(row["variant"], (0, level), fontsize=8)
+    ax.set_title(f"{pair}: target true return (mean over seeds, band min-max)")
+    ax.set_xlabel("target environment steps")
+    ax.set_ylabel("deterministic eval return (true reward)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"transfer_{pair}.png", dpi=120)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    table = "\n\n".join(tables)
+    (out / "transfer.md").write_text(table + "\n")
+    return table
+
+
+def _score_table(
+    pair: str, sources: dict[int, dict[str, Any]], runs: dict[str, dict[int, dict[str, Any]]], last: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Markdown rows and JSON rows of the true return (mean of the last ``last`` evaluations) and normalised score."""
+
+    def final(run: dict[str, Any]) -> float:
+        return float(np.mean([point["mean"] for point in run["curve"][-last:]]))
+
+    oracle = {seed: final(run) for seed, run in runs.get("dreamer_oracle", {}).items()}
     rows: list[tuple[str, dict[int, float]]] = [
         ("random", {seed: run["random"][0] for seed, run in sources.items()}),
-        (
-            "source_zero_shot",
-            {seed: run["source_zero_shot"][0] for seed, run in sources.items()},
-        ),
+        ("source_zero_shot", {seed: run["source_zero_shot"][0] for seed, run in sources.items()}),
     ]
-    rows += [
-        (
-            variant,
-            {seed: run["curve"][-1]["mean"] for seed, run in runs[variant].items()},
-        )
-        for variant in runs
-    ]
+    rows += [(variant, {seed: final(run) for seed, run in group.items()}) for variant, group in runs.items()]
+    what = "final evaluation" if last == 1 else f"mean of the last {last} evaluations"
     lines = [
-        f"| {pair}: variant | seeds | final true return (mean ± std) | per seed | normalised score (mean ± std) |",
+        f"| {pair}: variant | seeds | true return, {what} (mean ± std) | per seed | normalised score (mean ± std) |",
         "|---|---|---|---|---|",
     ]
     summary = []
@@ -203,44 +236,8 @@ def summarise(pair: str, out: Path) -> str:
             f"| {name} | {len(seeds)} | {values.mean():.1f} ± {values.std():.1f} | "
             f"{', '.join(f'{value:.0f}' for value in values)} | {score_text} |"
         )
-        summary.append(
-            dict(
-                variant=name,
-                seeds=seeds,
-                finals=values.tolist(),
-                scores=scores.tolist(),
-            )
-        )
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for index, (variant, group) in enumerate(runs.items()):
-        length = min(len(run["curve"]) for run in group.values())
-        steps = np.array([point["step"] for point in next(iter(group.values()))["curve"][:length]])
-        means = np.array([[point["mean"] for point in run["curve"][:length]] for run in group.values()])
-        ax.plot(
-            steps,
-            means.mean(0),
-            color=f"C{index}",
-            label=f"{variant} ({len(group)} seeds)",
-        )
-        ax.fill_between(steps, means.min(0), means.max(0), color=f"C{index}", alpha=0.15)
-    for name, finals in rows[:2]:
-        ax.axhline(
-            np.mean(list(finals.values())),
-            linestyle="--",
-            linewidth=1,
-            color="grey" if name == "random" else "k",
-        )
-        ax.annotate(name, (0, np.mean(list(finals.values()))), fontsize=8)
-    ax.set_title(f"{pair}: target true return (mean over seeds, band min-max)")
-    ax.set_xlabel("target environment steps")
-    ax.set_ylabel("deterministic eval return (true reward)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / f"transfer_{pair}.png", dpi=120)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    table = "\n".join(lines)
-    (out / "transfer.md").write_text(table + "\n")
-    return table
+        summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), scores=scores.tolist()))
+    return lines, summary
 
 
 def _read(path: Path) -> dict[str, Any]:
