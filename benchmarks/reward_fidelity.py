@@ -1,8 +1,9 @@
 """How well the learned DTW reward tracks the target's true reward, on the states a policy actually visits.
 
-For each seed of a finished ``transfer.py`` run (its ``source_<seed>.zip`` and ``reference_<seed>.npz``): the source
-Dreamer acts deterministically on the reward-free target inside ``DTWRewardWrapper`` (each label mode, wrapper
-defaults, seeded), for ``--episodes`` episodes; per step the wrapper's learned reward is paired with the env's true
+For each seed of a finished ``transfer.py`` run (its ``source_<seed>.zip`` and ``reference_<seed>.npz``): a policy acts
+on the reward-free target inside ``DTWRewardWrapper`` (each label mode, wrapper defaults, seeded) for ``--episodes``
+episodes, either the source Dreamer (deterministic; states near the reference) or a uniform random policy (states an
+exploring agent also visits, mostly off the reference); per step the wrapper's learned reward is paired with the env's true
 reward (``info["original_reward"]``, which the wrapper never learns from). Reported per mode: Pearson and Spearman
 correlation of learned vs true reward over all steps, and of the episode returns, separately for episodes scored by the
 reference pre-fit model and by the model after its first refit on the target's own DTW labels.
@@ -44,13 +45,14 @@ def main() -> None:
     parser.add_argument("--pair", choices=list(PAIRS), default="pendulum")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=20, help="per seed; the first refit comes after 2000 steps")
+    parser.add_argument("--policies", nargs="+", choices=["source", "random"], default=["source", "random"])
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/transfer/<pair>")
     args = parser.parse_args()
     th.set_num_threads(1)
     out = args.out or Path(__file__).parent / "results" / "transfer" / args.pair
     target_id = PAIRS[args.pair]["target"]
-    result: dict[str, dict[str, object]] = {}
-    for mode in LABEL_MODES:
+    result: dict[str, dict[str, dict[str, object]]] = {policy: {} for policy in args.policies}
+    for policy, mode in ((policy, mode) for policy in args.policies for mode in LABEL_MODES):
         # Steps of episodes that started before / after the wrapper's first refit (pre-fit model vs refitted model).
         buckets: dict[str, dict[str, list[float]]] = {
             phase: {"learned": [], "true": [], "return_learned": [], "return_true": []} for phase in ("pre_fit", "refitted")
@@ -58,13 +60,17 @@ def main() -> None:
         for seed in args.seeds:
             model = Dreamer.load(out / f"source_{seed}.zip")
             env = DTWRewardWrapper(gym.make(target_id), out / f"reference_{seed}.npz", label_mode=mode, seed=seed)
+            env.action_space.seed(seed)
             for episode in range(args.episodes):
                 bucket = buckets["refitted" if env.rewarder.n_refits else "pre_fit"]
                 obs, _ = env.reset(seed=1000 * seed + episode)
                 state, start, done = None, np.array([True]), False
                 learned, true = [], []
                 while not done:
-                    action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+                    if policy == "source":
+                        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+                    else:
+                        action = env.action_space.sample()
                     obs, reward, terminated, truncated, info = env.step(action)
                     learned.append(reward)
                     true.append(info["original_reward"])
@@ -73,7 +79,7 @@ def main() -> None:
                 bucket["true"] += true
                 bucket["return_learned"].append(sum(learned))
                 bucket["return_true"].append(sum(true))
-        result[mode] = {}
+        result[policy][mode] = {}
         for phase, bucket in buckets.items():
             if len(bucket["return_true"]) < 2:
                 continue
@@ -84,9 +90,9 @@ def main() -> None:
                 "mean_learned_return": float(np.mean(bucket["return_learned"])),
                 "mean_true_return": float(np.mean(bucket["return_true"])),
             }
-            result[mode][phase] = line
+            result[policy][mode][phase] = line
             print(
-                f"{mode:<20} {phase:<8} per step: pearson {line['steps']['pearson']:.2f} "
+                f"{policy:<6} {mode:<31} {phase:<8} per step: pearson {line['steps']['pearson']:.2f} "
                 f"spearman {line['steps']['spearman']:.2f}; episode returns: pearson "
                 f"{line['episode_returns']['pearson']:.2f} ({line['episodes']} episodes; mean learned return "
                 f"{line['mean_learned_return']:.0f}, true {line['mean_true_return']:.0f})"
