@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20, help="per seed; the first refit comes after 2000 steps")
     parser.add_argument("--policies", nargs="+", choices=["source", "random"], default=["source", "random"])
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/transfer/<pair>")
+    parser.add_argument("--wrapper-kwargs", type=json.loads, default={}, help="JSON, e.g. '{\"anchor_reference\": false}'")
+    parser.add_argument("--tag", default="", help="suffix of the result file: reward_fidelity<tag>.json")
     args = parser.parse_args()
     th.set_num_threads(1)
     out = args.out or Path(__file__).parent / "results" / "transfer" / args.pair
@@ -59,7 +61,9 @@ def main() -> None:
         }
         for seed in args.seeds:
             model = Dreamer.load(out / f"source_{seed}.zip")
-            env = DTWRewardWrapper(gym.make(target_id), out / f"reference_{seed}.npz", label_mode=mode, seed=seed)
+            env = DTWRewardWrapper(
+                gym.make(target_id), out / f"reference_{seed}.npz", label_mode=mode, seed=seed, **args.wrapper_kwargs
+            )
             env.action_space.seed(seed)
             for episode in range(args.episodes):
                 bucket = buckets["refitted" if env.rewarder.n_refits else "pre_fit"]
@@ -97,8 +101,9 @@ def main() -> None:
                 f"{line['episode_returns']['pearson']:.2f} ({line['episodes']} episodes; mean learned return "
                 f"{line['mean_learned_return']:.0f}, true {line['mean_true_return']:.0f})"
             )
-    (out / "reward_fidelity.json").write_text(json.dumps(result, indent=1))
-    print(f"written to {out / 'reward_fidelity.json'}")
+    path = out / f"reward_fidelity{args.tag}.json"
+    path.write_text(json.dumps(dict(wrapper_kwargs=args.wrapper_kwargs, result=result), indent=1))
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

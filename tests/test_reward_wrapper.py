@@ -12,9 +12,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
 from sb3_dreamer.alignment import (
     AlignmentCheckpointCallback,
+    DTWRewarder,
     DTWRewardWrapper,
     TrajectoryDataset,
     VecDTWRewardWrapper,
+    label_episode,
     record_trajectories,
 )
 
@@ -83,6 +85,68 @@ def test_pretrained_model_predicts_reference_rewards(reference_path: str) -> Non
     predicted = env.rewarder.predict(dataset.next_observations)
     error = np.mean((predicted - dataset.rewards) ** 2)
     assert error < 0.1 * np.var(dataset.rewards)
+
+
+def test_tracking_reference_labels_leave_one_out(reference_path: str) -> None:
+    dataset = TrajectoryDataset.load(reference_path)
+    tracking = DTWRewarder(dataset, label_mode="tracking", pretrain=False, coarse_stride=1)
+    labels = tracking.reference_labels()
+    first, second = (np.asarray(seq) for seq in tracking._references)
+    expected_first, _ = label_episode(first, [second], None, mode="tracking", window=100, coarse_stride=1)
+    assert labels.shape == dataset.rewards.shape and np.all(labels <= 0) and labels.min() < -1e-3
+    np.testing.assert_allclose(labels[: len(first)], expected_first)
+    # With a single reference episode there is nothing to leave out: zeros; source modes use the source rewards.
+    single = record_trajectories(swing_policy, "sb3_dreamer/PendulumSource-v0", n_episodes=1, seed=0)
+    one_labels = DTWRewarder(single, "tracking", pretrain=False).reference_labels()
+    assert np.all(one_labels == 0) and one_labels.shape == single.rewards.shape
+    np.testing.assert_array_equal(DTWRewarder(dataset, pretrain=False).reference_labels(), dataset.rewards)
+
+
+def test_max_label_cost_drops_labels_far_from_the_reference(reference_path: str) -> None:
+    dataset = TrajectoryDataset.load(reference_path)
+    reference_episode = next(dataset.episodes()).next_observations
+    far = reference_episode[:50] + 20.0 * dataset.next_observations.std(axis=0)  # 20 std away in every dimension
+    episode = np.concatenate([reference_episode, far])
+    kwargs = dict(pretrain=False, refit_interval=10**6, coarse_stride=1)
+    filtered = DTWRewarder(dataset, max_label_cost=0.5, **kwargs)
+    report = filtered.end_episode(episode)
+    # The copy of the reference aligns at cost ~0 (its last steps may warp onto neighbours), the far part never.
+    assert report.kept[: len(reference_episode) - 10].all() and not report.kept[len(reference_episode) :].any()
+    np.testing.assert_array_equal(filtered.label_data[0], episode[report.kept].astype(np.float32))
+    np.testing.assert_array_equal(filtered.label_data[1], report.labels[report.kept])
+    assert len(DTWRewarder(dataset, **kwargs).end_episode(episode).labels) == len(episode)
+    unfiltered = DTWRewarder(dataset, **kwargs)
+    unfiltered.end_episode(episode)
+    assert len(unfiltered.label_data[1]) == len(episode)
+    # tracking labels are the cost itself: nothing is dropped
+    assert DTWRewarder(dataset, "tracking", max_label_cost=0.5, **kwargs).end_episode(episode).kept.all()
+    with pytest.raises(ValueError, match="max_label_cost must be >= 0"):
+        DTWRewarder(dataset, max_label_cost=-1.0)
+    # Every label dropped and no anchor: the refit has nothing to fit and is skipped.
+    empty = DTWRewarder(dataset, pretrain=False, anchor_reference=False, max_label_cost=0.5, refit_interval=1)
+    assert empty.end_episode(far).fit is None and empty.n_refits == 0
+
+
+@pytest.mark.parametrize("anchor_reference", [True, False])
+def test_refit_data_with_and_without_reference_anchor(reference_path: str, anchor_reference: bool, monkeypatch) -> None:
+    env = DTWRewardWrapper(
+        gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=0, anchor_reference=anchor_reference, **FAST
+    )
+    fits = []
+    original_fit = env.rewarder.model.fit
+    monkeypatch.setattr(
+        env.rewarder.model, "fit", lambda obs, labels, **kw: fits.append((obs, labels)) or original_fit(obs, labels, **kw)
+    )
+    _, end_infos = run_random(env, 200, seed=3)
+    (obs, labels), reference = fits[-1], TrajectoryDataset.load(reference_path)
+    store_obs, store_labels = env.rewarder.label_data
+    assert len(fits) == 1 and end_infos[0]["alignment_labels_kept"] == 200
+    if anchor_reference:
+        np.testing.assert_array_equal(obs, np.concatenate([reference.next_observations.astype(np.float32), store_obs]))
+        np.testing.assert_array_equal(labels, np.concatenate([reference.rewards, store_labels]))
+    else:
+        np.testing.assert_array_equal(obs, store_obs)
+        np.testing.assert_array_equal(labels, store_labels)
 
 
 def test_mismatched_dim_raises(reference_path: str) -> None:

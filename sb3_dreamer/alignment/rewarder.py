@@ -25,6 +25,7 @@ from sb3_dreamer.alignment.dtw import (
     label_episode,
     normalise,
     reference_statistics,
+    tracking_labels,
     validate_sequence,
 )
 from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
@@ -38,11 +39,13 @@ class EpisodeReport(NamedTuple):
     :param labels: ``(T,)`` labels derived from the alignment path
     :param alignment: the alignment
     :param fit: result of the refit, or None if no refit was due
+    :param kept: ``(T,)`` True for the labels added to the store (see ``max_label_cost``)
     """
 
     labels: np.ndarray
     alignment: Alignment
     fit: FitResult | None
+    kept: np.ndarray
 
 
 def load_reference(reference: "TrajectoryDataset | str | os.PathLike") -> TrajectoryDataset:
@@ -71,8 +74,15 @@ class DTWRewarder:
     :param open_end: allow the target to match a reference prefix
     :param coarse_stride: with several references, pick the reference by DTW on every ``coarse_stride``-th step and
         align at full resolution to that one only (see :func:`~sb3_dreamer.alignment.dtw.align`); 1 for exact choice
-    :param pretrain: fit the model on the reference itself at construction (reference obs -> own labels)
+    :param pretrain: fit the model on the reference itself at construction (reference obs -> own labels, see
+        :meth:`reference_labels`)
     :param pretrain_steps: gradient steps of the pre-fit
+    :param anchor_reference: every refit also fits the reference's own labels, so the model keeps the source reward
+        on the reference states while it learns the target's DTW labels (without it, refits see target labels only)
+    :param max_label_cost: labels of target steps whose local alignment cost (the squared normalised distance to the
+        matched reference steps, ``-tracking`` label) exceeds this are not stored: a source reward is only transferred
+        to a target state that is close to the source state it is aligned with. None keeps all labels; ignored for
+        ``"tracking"`` (there the cost is the label)
     :param refit_steps: gradient steps per refit (exact unless the time budget truncates)
     :param refit_budget_seconds: wall-clock cap of one refit (only truncates; None for no cap)
     :param refit_interval: refit once at least this many new labelled steps arrived since the last refit
@@ -92,6 +102,8 @@ class DTWRewarder:
         coarse_stride: int = 4,
         pretrain: bool = True,
         pretrain_steps: int = 500,
+        anchor_reference: bool = True,
+        max_label_cost: float | None = None,
         refit_steps: int = 50,
         refit_budget_seconds: float | None = 1.0,
         refit_interval: int = 2000,
@@ -106,6 +118,8 @@ class DTWRewarder:
             raise ValueError(f"unknown label_mode {label_mode!r}, expected one of {LABEL_MODES}")
         if max_label_data < 1 or refit_steps < 0 or refit_interval < 1:
             raise ValueError("max_label_data and refit_interval must be >= 1 and refit_steps >= 0")
+        if max_label_cost is not None and not max_label_cost >= 0:
+            raise ValueError(f"max_label_cost must be >= 0 or None, got {max_label_cost}")
         self.reference = load_reference(reference)
         self.label_mode = label_mode
         self.window = window
@@ -115,6 +129,8 @@ class DTWRewarder:
         self.refit_budget_seconds = refit_budget_seconds
         self.refit_interval = refit_interval
         self.max_label_data = max_label_data
+        self.anchor_reference = anchor_reference
+        self.max_label_cost = None if max_label_cost is None else float(max_label_cost)
         episodes = list(self.reference.episodes())
         raw = [ep.next_observations.astype(np.float64) for ep in episodes]
         self.stats = reference_statistics(raw)
@@ -130,13 +146,39 @@ class DTWRewarder:
         self.n_episodes = 0
         self.n_refits = 0
         self.n_truncated_refits = 0
+        self._anchor_obs = self.reference.next_observations.astype(np.float32)
+        self._anchor_labels = self.reference_labels()
         if pretrain and pretrain_steps > 0:
-            own_labels = (
-                np.zeros(len(self.reference.rewards))
-                if label_mode == "tracking"
-                else self.reference.rewards.astype(np.float64)
+            self.model.fit(self._anchor_obs, self._anchor_labels, budget_seconds=None, max_steps=pretrain_steps)
+
+    def reference_labels(self) -> np.ndarray:
+        """Labels of the reference's own steps, used by the pre-fit and by ``anchor_reference``.
+
+        ``"source_reward"`` and ``"source_reward_split"``: the source rewards (a reference episode aligned with itself
+        is the diagonal path). ``"tracking"``: with several reference episodes, each episode's labels from its
+        alignment to the *other* episodes (leave one out; aligned with itself every label would be 0 and the pre-fit
+        model a constant), with one episode zeros.
+
+        :return: ``(N,)`` float64 labels in the order of ``reference.next_observations``
+        """
+        if self.label_mode != "tracking":
+            return self.reference.rewards.astype(np.float64)
+        if len(self._references) < 2:
+            return np.zeros(len(self.reference.rewards))
+        labels = []
+        for index, episode in enumerate(self._references):
+            others = self._references[:index] + self._references[index + 1 :]
+            episode_labels, _ = label_episode(
+                episode,
+                others,
+                None,
+                mode="tracking",
+                window=self.window,
+                open_end=self.open_end,
+                coarse_stride=self.coarse_stride,
             )
-            self.model.fit(self.reference.next_observations, own_labels, budget_seconds=None, max_steps=pretrain_steps)
+            labels.append(episode_labels)
+        return np.concatenate(labels)
 
     @property
     def obs_dim(self) -> int:
@@ -175,8 +217,9 @@ class DTWRewarder:
         :return: labels, alignment and refit summary
         """
         obs = validate_sequence(observations, "episode observations", self.obs_dim)
+        obs_normalised = normalise(obs, self.stats)
         labels, alignment = label_episode(
-            normalise(obs, self.stats),
+            obs_normalised,
             self._references,
             self._reference_rewards,
             mode=self.label_mode,
@@ -185,13 +228,21 @@ class DTWRewarder:
             coarse_stride=self.coarse_stride,
             stats=None,  # inputs are already normalised with the reference statistics
         )
-        self._add_labels(obs.astype(np.float32), labels)
+        kept = np.ones(len(labels), dtype=bool)
+        if self.max_label_cost is not None and self.label_mode != "tracking":
+            reference = self._references[alignment.reference_index]
+            kept = -tracking_labels(alignment.path, obs_normalised, reference) <= self.max_label_cost
+        self._add_labels(obs[kept].astype(np.float32), labels[kept])
         self.new_labels += len(labels)
         self.n_episodes += 1
         fit = None
-        if self.new_labels >= self.refit_interval and self.refit_steps > 0:
-            store_obs, store_labels = self.label_data
-            fit = self.model.fit(store_obs, store_labels, budget_seconds=self.refit_budget_seconds, max_steps=self.refit_steps)
+        # An empty fit set: every label so far was above max_label_cost and there is no anchor; nothing to fit yet.
+        if self.new_labels >= self.refit_interval and self.refit_steps > 0 and (self.anchor_reference or self._store_size):
+            fit_obs, fit_labels = self.label_data
+            if self.anchor_reference:
+                fit_obs = np.concatenate([self._anchor_obs, fit_obs])
+                fit_labels = np.concatenate([self._anchor_labels, fit_labels])
+            fit = self.model.fit(fit_obs, fit_labels, budget_seconds=self.refit_budget_seconds, max_steps=self.refit_steps)
             self.new_labels = 0
             self.n_refits += 1
             if fit.truncated:
@@ -203,7 +254,7 @@ class DTWRewarder:
                         "lower refit_steps",
                         stacklevel=2,
                     )
-        return EpisodeReport(labels, alignment, fit)
+        return EpisodeReport(labels, alignment, fit, kept)
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Reward model, label store and counters as numpy arrays (the reference itself is not included).
