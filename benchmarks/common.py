@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: rl-zoo's tuned hyperparameters and a learning-curve callback.
+"""Helpers shared by the benchmark scripts: rl-zoo's tuned hyperparameters, a learning-curve callback and checkpoints.
 
 The scripts run as ``python benchmarks/<name>.py``, which puts this folder on ``sys.path``.
 """
@@ -76,3 +76,92 @@ class EvalCurve(BaseCallback):
             print(f"{self.label}: step {self.num_timesteps} return {mean:.1f} +/- {std:.1f}", flush=True)
             return self.stop_at is None or mean < self.stop_at
         return True
+
+
+class ResumableRun(BaseCallback):
+    """Checkpoint a benchmark run every ``save_freq`` env steps so that a run cut off (a session limit, a reboot)
+    continues where it stopped instead of starting over.
+
+    A checkpoint is a directory with the model (``model.zip``), its replay buffer (``buffer.pkl``), the state of a DTW
+    reward wrapper if one is given (``wrapper.npz``) and ``progress.json`` (the learning curve so far and the time
+    spent). It is written to ``<directory>.tmp`` and then renamed over ``directory``, so a run killed while saving
+    keeps the previous checkpoint. The run is not bitwise identical to an uninterrupted one (the env restarts its
+    episode, and the RNG streams restart from the loaded state).
+
+    :param directory: checkpoint directory
+    :param save_freq: env steps between checkpoints (counted in ``num_timesteps``)
+    :param curve: the run's :class:`EvalCurve` (its points are saved and restored)
+    :param wrapper: a wrapper with ``save_state`` / ``load_state`` (the DTW reward wrapper), or None
+    """
+
+    def __init__(self, directory: Path, save_freq: int, curve: EvalCurve, wrapper: Any = None) -> None:
+        super().__init__()
+        self.directory, self.save_freq, self.curve, self.wrapper = Path(directory), save_freq, curve, wrapper
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.save_freq == 0:
+            self.save()
+        return True
+
+    def save(self) -> None:
+        """Write a checkpoint of the current state."""
+        import json
+        import os
+        import shutil
+
+        tmp = self.directory.with_name(self.directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.model.save(tmp / "model.zip")
+        self.model.save_replay_buffer(tmp / "buffer.pkl")
+        if self.wrapper is not None:
+            self.wrapper.save_state(tmp / "wrapper.npz")
+        progress = dict(
+            num_timesteps=self.num_timesteps,
+            curve=self.curve.curve,
+            elapsed=time.perf_counter() - self.curve.start,
+            eval_seconds=self.curve.eval_seconds,
+        )
+        (tmp / "progress.json").write_text(json.dumps(progress))
+        old = self.directory.with_name(self.directory.name + ".old")
+        if self.directory.exists():
+            os.replace(self.directory, old)
+        os.replace(tmp, self.directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def restore(self, load_model: Any) -> Any:
+        """Load the last checkpoint, if any, into a new model and restore the curve and the wrapper.
+
+        :param load_model: ``load_model(path)`` returns the algorithm loaded from ``path`` with the run's env
+        :return: the restored model, or None if there is no checkpoint
+        """
+        import json
+
+        directory = self.directory
+        if not (directory / "progress.json").exists():
+            old = directory.with_name(directory.name + ".old")  # killed between the two renames of save()
+            if not (old / "progress.json").exists():
+                return None
+            directory = old
+        progress = json.loads((directory / "progress.json").read_text())
+        model = load_model(directory / "model.zip")
+        if model.num_timesteps != progress["num_timesteps"]:
+            raise ValueError(
+                f"checkpoint {directory} is inconsistent: model at {model.num_timesteps} steps, progress at "
+                f"{progress['num_timesteps']}"
+            )
+        model.load_replay_buffer(directory / "buffer.pkl")
+        if self.wrapper is not None:
+            self.wrapper.load_state(directory / "wrapper.npz")
+        self.curve.curve = progress["curve"]
+        self.curve.start = time.perf_counter() - progress["elapsed"]
+        self.curve.eval_seconds = progress["eval_seconds"]
+        print(f"{self.curve.label}: resumed from {directory} at step {model.num_timesteps}", flush=True)
+        return model
+
+    def remove(self) -> None:
+        """Delete the checkpoint (after the run has written its result)."""
+        import shutil
+
+        for suffix in ("", ".tmp", ".old"):
+            shutil.rmtree(self.directory.with_name(self.directory.name + suffix), ignore_errors=True)

@@ -85,10 +85,14 @@ PAIRS: dict[str, dict[str, Any]] = {
 VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
 
 
-def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int) -> None:
+def _checkpoint_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / "checkpoints" / f"{variant}_{seed}"
+
+
+def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int) -> None:
     """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward."""
     import gymnasium as gym
-    from common import EvalCurve
+    from common import EvalCurve, ResumableRun
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer
@@ -96,11 +100,14 @@ def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: 
     from sb3_dreamer.transfer import RandomPolicy, evaluate_on_env
 
     spec = PAIRS[pair]
-    start = time.perf_counter()
     label = f"{pair} source seed {seed}"
     evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, label)
-    source = Dreamer("MlpPolicy", spec["source"], seed=seed, **spec["dreamer"])
-    source.learn(spec["source_steps"], callback=evaluate)
+    checkpoint = ResumableRun(_checkpoint_dir(out, "source", seed), checkpoint_freq, evaluate)
+    source = checkpoint.restore(lambda path: Dreamer.load(path, env=Monitor(gym.make(spec["source"])), seed=seed))
+    resumed = source is not None
+    if source is None:
+        source = Dreamer("MlpPolicy", spec["source"], seed=seed, **spec["dreamer"])
+    source.learn(spec["source_steps"] - source.num_timesteps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
     source.save(out / f"source_{seed}.zip")
     record_trajectories(source, spec["source"], references, seed=seed).save(out / f"reference_{seed}.npz")
 
@@ -111,15 +118,17 @@ def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: 
         curve=evaluate.curve,
         random=evaluate_on_env(RandomPolicy(gym.make(spec["target"]).action_space, seed), spec["target"], eval_episodes, seed),
         source_zero_shot=evaluate_on_env(source, spec["target"], eval_episodes, seed),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - evaluate.start,  # includes the time before a resume
+        resumed=resumed,
     )
     (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
+    checkpoint.remove()
 
 
-def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int) -> None:
+def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int, checkpoint_freq: int) -> None:
     """Train one target variant on the reward-free target and record its true-reward learning curve."""
     import gymnasium as gym
-    from common import EvalCurve, zoo_hyperparams
+    from common import EvalCurve, ResumableRun, zoo_hyperparams
     from stable_baselines3 import SAC
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.monitor import Monitor
@@ -128,7 +137,6 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     from sb3_dreamer.alignment import DTWRewardWrapper
 
     spec = PAIRS[pair]
-    start = time.perf_counter()
     wrapper_kwargs: dict[str, Any] = {}
     if "_dtw_" in variant:
         label_mode = variant.split("_dtw_")[1]
@@ -143,18 +151,26 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     )
     label = f"{pair} {variant} seed {seed}"
     evaluate = EvalCurve(Monitor(gym.make(spec["target"])), spec["eval_freq"], eval_episodes, label)
-    if variant.startswith("dreamer_"):
+    # DTWRewardWrapper(Monitor(env)) is the outermost wrapper of the single sub-env.
+    checkpoint = ResumableRun(
+        _checkpoint_dir(out, variant, seed), checkpoint_freq, evaluate, env.envs[0] if wrapper_kwargs else None
+    )
+    algo: Any = Dreamer if variant.startswith("dreamer_") else SAC
+    model: Any = checkpoint.restore(lambda path: algo.load(path, env=env, seed=seed))
+    resumed = model is not None
+    steps = spec["target_steps"] if algo is Dreamer else spec["sac_steps"]
+    if model is None and algo is Dreamer:
         # Fine-tuning: fewer random warm-up steps than from scratch (the world model already knows similar dynamics).
         source_path = out / f"source_{seed}.zip"
-        model: Any = Dreamer.load(source_path, env=env, seed=seed, learning_starts=spec["target_learning_starts"])
-        steps = spec["target_steps"]
-    else:
+        model = Dreamer.load(source_path, env=env, seed=seed, learning_starts=spec["target_learning_starts"])
+    elif model is None:
         model = SAC("MlpPolicy", env, seed=seed, verbose=0, **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0])
-        steps = spec["sac_steps"]
-    model.learn(steps, callback=evaluate)
+    # A model loaded from the source carries the source's step count: reset it unless resuming this run.
+    done_steps = model.num_timesteps if resumed else 0
+    model.learn(steps - done_steps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
     dtw_stats = {}
     if wrapper_kwargs:
-        rewarder = env.envs[0].rewarder  # DTWRewardWrapper(Monitor(env)) is the outermost wrapper
+        rewarder = env.envs[0].rewarder
         dtw_stats = dict(
             episodes=rewarder.n_episodes,
             refits=rewarder.n_refits,
@@ -169,9 +185,11 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
         curve=evaluate.curve,
         wrapper_kwargs=jsonable(wrapper_kwargs),
         dtw=dtw_stats,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - evaluate.start,  # includes the time before a resume
+        resumed=resumed,
     )
     (out / f"{variant}_{seed}.json").write_text(json.dumps(result, indent=1))
+    checkpoint.remove()
 
 
 def summarise(pair: str, out: Path) -> str:
@@ -286,20 +304,28 @@ def main() -> None:
         default=None,
         help="default: benchmarks/results/transfer/<pair>",
     )
+    parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        default=None,
+        help="env steps between checkpoints of a run (default: the pair's eval_freq); a cut-off run resumes from its "
+        "last checkpoint when the command is run again",
+    )
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = args.out or Path(__file__).parent / "results" / "transfer" / args.pair
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint_freq = args.checkpoint_freq or PAIRS[args.pair]["eval_freq"]
     if args.single:
         import torch as th
 
         th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
         variant, seed = args.single[0], int(args.single[1])
         if variant == "source":
-            run_source(args.pair, seed, out, args.references, args.eval_episodes)
+            run_source(args.pair, seed, out, args.references, args.eval_episodes, checkpoint_freq)
         else:
-            run_target(args.pair, variant, seed, out, args.eval_episodes)
+            run_target(args.pair, variant, seed, out, args.eval_episodes, checkpoint_freq)
         return
     if not args.summarise_only:
         # Sources first; a target job waits for its seed's source (runs that already wrote their JSON are skipped).
@@ -328,6 +354,8 @@ def main() -> None:
                     str(args.references),
                     "--eval-episodes",
                     str(args.eval_episodes),
+                    "--checkpoint-freq",
+                    str(checkpoint_freq),
                 ]
                 code = subprocess.call(command)
             if variant == "source":
