@@ -29,7 +29,11 @@ def zoo_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], int]:
     if isinstance(entry.get("policy_kwargs"), str):
         entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # the zoo's own convention for this key
     for key in ("learning_rate", "buffer_size", "learning_starts", "batch_size", "train_freq", "gradient_steps"):
-        if isinstance(entry.get(key), str):
+        if isinstance(entry.get(key), str) and entry[key].startswith("lin_"):  # the zoo's linear decay, e.g. lin_7.3e-4
+            from rl_zoo3.utils import linear_schedule
+
+            entry[key] = linear_schedule(float(entry[key][len("lin_") :]))
+        elif isinstance(entry.get(key), str):
             entry[key] = float(entry[key])
     return entry, n_timesteps
 
