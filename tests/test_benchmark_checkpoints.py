@@ -1,0 +1,96 @@
+"""The transfer benchmark's checkpoints (``benchmarks/common.py``, ``ResumableRun``): a run cut off after a checkpoint
+resumes from it with its learning curve, replay buffer and DTW reward-wrapper state."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
+
+import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
+from sb3_dreamer import Dreamer
+from sb3_dreamer.alignment import DTWRewardWrapper, record_trajectories
+
+th.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(
+    policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, train_freq=8, buffer_size=1000
+)
+TARGET = "sb3_dreamer/PendulumTarget-v0"
+
+
+class CutOff(Exception):
+    """Stands for the process being killed."""
+
+
+class CutOffAt(BaseCallback):
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps == self.step:
+            raise CutOff
+        return True
+
+
+@pytest.fixture(scope="module")
+def common():
+    spec = importlib.util.spec_from_file_location("benchmark_common", ROOT / "benchmarks" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> str:
+    def swing(obs: np.ndarray) -> np.ndarray:
+        return np.array([2.0 * np.sign(obs[2] if abs(obs[2]) > 1e-3 else 1.0)], dtype=np.float32)
+
+    return record_trajectories(swing, "sb3_dreamer/PendulumSource-v0", n_episodes=2, seed=0).save(
+        tmp_path_factory.mktemp("ref") / "reference.npz"
+    )
+
+
+def make_run(common, reference: str, directory: Path):
+    wrapper_kwargs = dict(reference=reference, seed=0, pretrain_steps=5, refit_steps=5, refit_interval=100)
+    env = make_vec_env(TARGET, seed=0, wrapper_class=DTWRewardWrapper, wrapper_kwargs=wrapper_kwargs)
+    curve = common.EvalCurve(Monitor(gym.make(TARGET)), 100, 1, "test")
+    return env, curve, common.ResumableRun(directory, 300, curve, env.envs[0])
+
+
+def test_cut_off_run_resumes_from_its_last_checkpoint(common, reference: str, tmp_path) -> None:
+    directory = tmp_path / "checkpoints" / "run_0"
+    env, curve, checkpoint = make_run(common, reference, directory)
+    assert checkpoint.restore(lambda path: Dreamer.load(path, env=env)) is None  # nothing saved yet
+    model = Dreamer("MlpPolicy", env, seed=0, **TINY)
+    with pytest.raises(CutOff):
+        model.learn(600, callback=[curve, checkpoint, CutOffAt(450)])
+    assert env.envs[0].rewarder.n_episodes == 2 and len(curve.curve) == 4  # state at the cut-off ...
+
+    env, curve, checkpoint = make_run(common, reference, directory)
+    restored = checkpoint.restore(lambda path: Dreamer.load(path, env=env))
+    # ... but the checkpoint of step 300 is what comes back: one finished episode, three evaluations.
+    assert restored.num_timesteps == 300 and [point["step"] for point in curve.curve] == [100, 200, 300]
+    assert env.envs[0].rewarder.n_episodes == 1 and len(env.envs[0].rewarder.label_data[1]) == 200
+    assert restored.replay_buffer.size() >= 300
+    restored.learn(600 - restored.num_timesteps, callback=[curve, checkpoint], reset_num_timesteps=False)
+    assert 600 <= restored.num_timesteps < 600 + TINY["train_freq"]  # SB3 collects whole train_freq rounds
+    assert [point["step"] for point in curve.curve] == [100, 200, 300, 400, 500, 600]
+    assert env.envs[0].rewarder.n_episodes == 2  # the episode cut off at 450 is lost: 300-500 is the second
+
+    # Killed between the two renames of save(): the previous checkpoint (".old") is used.
+    os.replace(directory, directory.with_name(directory.name + ".old"))
+    env, curve, checkpoint = make_run(common, reference, directory)
+    assert checkpoint.restore(lambda path: Dreamer.load(path, env=env)).num_timesteps == 600  # the last checkpoint
+    checkpoint.remove()
+    assert not any(directory.parent.iterdir())
