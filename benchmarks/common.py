@@ -107,13 +107,16 @@ class ResumableRun(BaseCallback):
             self.save()
         return True
 
+    def _sibling(self, suffix: str) -> Path:
+        return self.directory.with_name(self.directory.name + suffix)
+
     def save(self) -> None:
         """Write a checkpoint of the current state."""
         import json
         import os
         import shutil
 
-        tmp = self.directory.with_name(self.directory.name + ".tmp")
+        tmp = self._sibling(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.model.save(tmp / "model.zip")
@@ -127,7 +130,7 @@ class ResumableRun(BaseCallback):
             eval_seconds=self.curve.eval_seconds,
         )
         (tmp / "progress.json").write_text(json.dumps(progress))
-        old = self.directory.with_name(self.directory.name + ".old")
+        old = self._sibling(".old")
         if self.directory.exists():
             os.replace(self.directory, old)
         os.replace(tmp, self.directory)
@@ -143,7 +146,7 @@ class ResumableRun(BaseCallback):
 
         directory = self.directory
         if not (directory / "progress.json").exists():
-            old = directory.with_name(directory.name + ".old")  # killed between the two renames of save()
+            old = self._sibling(".old")  # killed between the two renames of save()
             if not (old / "progress.json").exists():
                 return None
             directory = old
@@ -168,4 +171,4 @@ class ResumableRun(BaseCallback):
         import shutil
 
         for suffix in ("", ".tmp", ".old"):
-            shutil.rmtree(self.directory.with_name(self.directory.name + suffix), ignore_errors=True)
+            shutil.rmtree(self._sibling(suffix), ignore_errors=True)

@@ -177,7 +177,7 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
             episodes=rewarder.n_episodes,
             refits=rewarder.n_refits,
             truncated_refits=rewarder.n_truncated_refits,
-            labels_stored=len(rewarder.label_data[1]),  # all target steps unless max_label_cost dropped some
+            labels_stored=rewarder.n_labels,  # all target steps unless max_label_cost dropped some
         )
     result = dict(
         pair=pair,

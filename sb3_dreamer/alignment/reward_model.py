@@ -138,16 +138,20 @@ class RewardModel:
         # One reduction instead of isfinite().all(): NaN and inf propagate into the float64 sum.
         if not math.isfinite(np.add.reduce(batch, axis=None, dtype=np.float64)):
             raise ValueError("observation contains NaN or infinite values (reward model input)")
-        hidden = np.minimum(batch, self._obs_high32)
+        weight, bias = self._weights[-1]
+        out = self._last_hidden(batch) @ weight
+        out += bias
+        return out[:, 0].astype(np.float64)
+
+    def _last_hidden(self, obs: np.ndarray) -> np.ndarray:
+        """Clip the raw float32 input (standardisation is folded into the first layer), then the tanh hidden layers."""
+        hidden = np.minimum(obs, self._obs_high32)
         np.maximum(hidden, self._obs_low32, out=hidden)
         for weight, bias in self._weights[:-1]:
             hidden = hidden @ weight
             hidden += bias
             np.tanh(hidden, out=hidden)
-        weight, bias = self._weights[-1]
-        out = hidden @ weight
-        out += bias
-        return out[:, 0].astype(np.float64)
+        return hidden
 
     def _predict_one(self, obs: np.ndarray) -> np.float64:
         """:meth:`predict` of one ``(obs_dim,)`` float32 observation with 1-D products (called on every env step).
@@ -157,13 +161,7 @@ class RewardModel:
         """
         if not math.isfinite(obs @ self._ones32):
             raise ValueError("observation contains NaN or infinite values (reward model input)")
-        hidden = np.minimum(obs, self._obs_high32)
-        np.maximum(hidden, self._obs_low32, out=hidden)
-        for weight, bias in self._weights[:-1]:
-            hidden = hidden @ weight
-            hidden += bias
-            np.tanh(hidden, out=hidden)
-        return np.float64(hidden @ self._last_weight32 + self._last_bias)
+        return np.float64(self._last_hidden(obs) @ self._last_weight32 + self._last_bias)
 
     def _set_label_statistics(self, labels: np.ndarray) -> None:
         new_mean = float(labels.mean())

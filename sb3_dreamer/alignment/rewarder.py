@@ -186,6 +186,11 @@ class DTWRewarder:
         return self.reference.obs_dim
 
     @property
+    def n_labels(self) -> int:
+        """Number of labels in the store."""
+        return self._store_size
+
+    @property
     def label_data(self) -> tuple[np.ndarray, np.ndarray]:
         """Stored ``(observations, labels)``, oldest first."""
         order = (np.arange(self._store_size) + (self._store_pos if self._store_size == self.max_label_data else 0)) % (
@@ -237,7 +242,7 @@ class DTWRewarder:
         self.n_episodes += 1
         fit = None
         # An empty fit set: every label so far was above max_label_cost and there is no anchor; nothing to fit yet.
-        if self.new_labels >= self.refit_interval and self.refit_steps > 0 and (self.anchor_reference or self._store_size):
+        if self.new_labels >= self.refit_interval and self.refit_steps > 0 and (self.anchor_reference or self.n_labels):
             fit_obs, fit_labels = self.label_data
             if self.anchor_reference:
                 fit_obs = np.concatenate([self._anchor_obs, fit_obs])
