@@ -70,12 +70,13 @@ PAIRS: dict[str, dict[str, Any]] = {
         dreamer=DREAMER_CPU,
         dtw_kwargs=dict(max_label_cost=0.5),
     ),
-    # Hopper: Dreamer at train_freq 5 runs 13.5 env steps/s on one core here (2.7 updates/s), so a source takes ~2 h
-    # and a target run ~40 min; the whole pair is ~14 h of CPU, spread over sessions by the checkpoints.
+    # Hopper: Dreamer at train_freq 5 ran 8.7 env steps/s per process with two runs sharing the 2 cores (10-20k steps
+    # of the first sources), so a 60k source takes ~2 h and a 20k target run ~40 min; the whole pair is ~12 h of CPU,
+    # spread over sessions by the checkpoints. (First planned at 100k / 30k from a one-process 13.5 steps/s, ~22 h.)
     "hopper": _pair(
         "Hopper",
-        100_000,
-        30_000,
+        60_000,
+        20_000,
         2_000,
         5_000,
         sac_steps=100_000,
