@@ -70,9 +70,9 @@ PAIRS: dict[str, dict[str, Any]] = {
         dreamer=DREAMER_CPU,
         dtw_kwargs=dict(max_label_cost=0.5),
     ),
-    # Hopper: Dreamer at train_freq 5 ran 8.7 env steps/s per process with two runs sharing the 2 cores (10-20k steps
-    # of the first sources), so a 60k source takes ~2 h and a 20k target run ~40 min; the whole pair is ~12 h of CPU,
-    # spread over sessions by the checkpoints. (First planned at 100k / 30k from a one-process 13.5 steps/s, ~22 h.)
+    # Hopper: Dreamer at train_freq 5 ran 8.7 env steps/s per process in the first 20k source steps (two runs plus other
+    # jobs on the 2 cores) and 12.8 with only the two runs, so a 60k source takes ~1.5-2 h and a 20k target run ~30-40
+    # min; the whole pair is ~10-12 h of CPU, spread over sessions by the checkpoints (first planned at 100k / 30k).
     "hopper": _pair(
         "Hopper",
         60_000,
