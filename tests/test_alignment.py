@@ -17,6 +17,7 @@ from sb3_dreamer.alignment import (
     reference_statistics,
     source_reward_labels,
     source_reward_split_labels,
+    tracking_exp_labels,
     tracking_labels,
 )
 
@@ -197,6 +198,28 @@ def test_tracking_labels_zero_on_reference() -> None:
     assert np.all(noisy < 0)
     with pytest.raises(ValueError, match="unknown label mode"):
         label_episode(reference, [reference], None, mode="nope")
+
+
+def test_tracking_exp_labels_hand_made() -> None:
+    # Same path as the tracking example: costs 2, 0, 1, 4 -> exp(-cost / 2).
+    path = np.array([[0, 0], [1, 1], [2, 2], [3, 3]])
+    target = np.array([[1.0 + np.sqrt(2.0)], [2.0], [2.0], [7.0]])
+    reference = np.array([[1.0], [2.0], [1.0], [5.0], [9.0]])
+    expected = np.exp(-np.array([2.0, 0.0, 1.0, 4.0]) / 2.0)
+    np.testing.assert_allclose(tracking_exp_labels(path, target, reference, cost_scale=2.0), expected)
+    with pytest.raises(ValueError, match="cost_scale must be > 0"):
+        tracking_exp_labels(path, target, reference, cost_scale=0.0)
+    # Through label_episode: 1 on the reference, in (0, 1) off it, ordered like the negative cost.
+    rng = np.random.default_rng(5)
+    episode = rng.normal(size=(30, 4))
+    stats = reference_statistics([episode])
+    on, _ = label_episode(episode, [episode], None, mode="tracking_exp", stats=stats, cost_scale=3.0)
+    np.testing.assert_allclose(on, 1.0)
+    noisy = episode + rng.normal(scale=0.5, size=episode.shape)
+    exp_labels, _ = label_episode(noisy, [episode], None, mode="tracking_exp", stats=stats, cost_scale=3.0)
+    cost_labels, _ = label_episode(noisy, [episode], None, mode="tracking", stats=stats)
+    assert np.all((exp_labels > 0) & (exp_labels < 1))
+    np.testing.assert_allclose(exp_labels, np.exp(cost_labels / 3.0))
 
 
 def test_reward_model_fits_and_is_deterministic() -> None:

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
 from sb3_dreamer.alignment import (
+    LABEL_MODES,
     AlignmentCheckpointCallback,
     DTWRewarder,
     DTWRewardWrapper,
@@ -49,7 +50,7 @@ def run_random(env: gym.Env, n_steps: int, seed: int) -> tuple[list[float], list
     return rewards, end_infos
 
 
-@pytest.mark.parametrize("label_mode", ["source_reward", "source_reward_split", "tracking"])
+@pytest.mark.parametrize("label_mode", LABEL_MODES)
 def test_check_env_passes(reference_path: str, label_mode: str) -> None:
     env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, label_mode=label_mode, seed=0, **FAST)
     check_env(env)
@@ -100,6 +101,29 @@ def test_tracking_reference_labels_leave_one_out(reference_path: str) -> None:
     one_labels = DTWRewarder(single, "tracking", pretrain=False).reference_labels()
     assert np.all(one_labels == 0) and one_labels.shape == single.rewards.shape
     np.testing.assert_array_equal(DTWRewarder(dataset, pretrain=False).reference_labels(), dataset.rewards)
+
+
+def test_tracking_exp_scale_from_reference(reference_path: str) -> None:
+    dataset = TrajectoryDataset.load(reference_path)
+    kwargs = dict(pretrain=False, coarse_stride=1, window=None)
+    costs = -DTWRewarder(dataset, "tracking", **kwargs).reference_labels()
+    rewarder = DTWRewarder(dataset, "tracking_exp", **kwargs)
+    # cost_scale: median leave-one-out cost between the reference episodes; reference labels exp(-cost / scale).
+    assert rewarder.cost_scale == pytest.approx(np.median(costs)) and rewarder.cost_scale > 0
+    labels = rewarder.reference_labels()
+    np.testing.assert_allclose(labels, np.exp(-costs / rewarder.cost_scale))
+    assert np.median(labels) == pytest.approx(np.exp(-1.0), rel=1e-3)  # even count: mean of the two middle ones
+    # A target episode far from the reference gets labels near 0, never negative; the reference itself 1.
+    reference_episode = next(dataset.episodes()).next_observations
+    far = reference_episode + 5.0 * dataset.next_observations.std(axis=0)
+    assert np.all(rewarder.end_episode(far).labels < 0.01) and np.all(rewarder.end_episode(far).labels >= 0)
+    np.testing.assert_allclose(rewarder.end_episode(reference_episode).labels[:-10], 1.0, atol=1e-6)
+    # One reference episode: no leave-one-out cost, the scale falls back to obs_dim and the reference labels are 1.
+    single = record_trajectories(swing_policy, "sb3_dreamer/PendulumSource-v0", n_episodes=1, seed=0)
+    one = DTWRewarder(single, "tracking_exp", pretrain=False)
+    assert one.cost_scale == single.obs_dim and np.all(one.reference_labels() == 1.0)
+    # Other modes do not use a scale.
+    assert DTWRewarder(dataset, **kwargs).cost_scale == 1.0
 
 
 def test_max_label_cost_drops_labels_far_from_the_reference(reference_path: str) -> None:

@@ -3,6 +3,7 @@
 from sb3_dreamer.alignment.dataset import Episode, TrajectoryDataset, record_trajectories
 from sb3_dreamer.alignment.dtw import (
     LABEL_MODES,
+    TRACKING_MODES,
     Alignment,
     NormalisationStats,
     align,
@@ -13,6 +14,7 @@ from sb3_dreamer.alignment.dtw import (
     reference_statistics,
     source_reward_labels,
     source_reward_split_labels,
+    tracking_exp_labels,
     tracking_labels,
 )
 from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
@@ -21,6 +23,7 @@ from sb3_dreamer.alignment.wrappers import AlignmentCheckpointCallback, DTWRewar
 
 __all__ = [
     "LABEL_MODES",
+    "TRACKING_MODES",
     "Alignment",
     "AlignmentCheckpointCallback",
     "DTWRewardWrapper",
@@ -41,5 +44,6 @@ __all__ = [
     "reference_statistics",
     "source_reward_labels",
     "source_reward_split_labels",
+    "tracking_exp_labels",
     "tracking_labels",
 ]

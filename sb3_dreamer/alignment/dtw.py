@@ -18,7 +18,9 @@ from typing import NamedTuple
 import numpy as np
 from dtaidistance import dtw, dtw_ndim
 
-LABEL_MODES = ("source_reward", "source_reward_split", "tracking")
+LABEL_MODES = ("source_reward", "source_reward_split", "tracking", "tracking_exp")
+#: Label modes whose label is a function of the local alignment cost (they need no source rewards).
+TRACKING_MODES = ("tracking", "tracking_exp")
 
 
 class Alignment(NamedTuple):
@@ -300,6 +302,26 @@ def tracking_labels(path: np.ndarray, target: np.ndarray, reference: np.ndarray)
     return -np.bincount(rows, weights=costs, minlength=n_target) / np.bincount(rows, minlength=n_target)
 
 
+def tracking_exp_labels(path: np.ndarray, target: np.ndarray, reference: np.ndarray, cost_scale: float) -> np.ndarray:
+    """Positive, bounded tracking labels: r_tgt[i] = exp(-c_i / cost_scale), c_i the cost of :func:`tracking_labels`.
+
+    The exponential squashing of alignment-based imitation rewards (PWIL, Dadashi et al., ICLR 2021,
+    r = alpha·exp(-beta·c); OTR, Luo et al., ICLR 2023, r = alpha·exp(beta·r_OT); methods.md, section C1) with
+    alpha = 1 and beta = 1 / ``cost_scale``.
+    Labels lie in (0, 1], 1 on the reference. Unlike the negative cost, a positive reward never makes ending an episode
+    early (falling, in locomotion) the better choice.
+
+    :param path: ``(L, 2)`` alignment path
+    :param target: normalised target episode, ``(T, dim)``
+    :param reference: normalised reference episode, ``(R, dim)``
+    :param cost_scale: cost at which the label is 1/e, > 0
+    :return: ``(T,)`` float64 labels
+    """
+    if not cost_scale > 0:
+        raise ValueError(f"cost_scale must be > 0, got {cost_scale}")
+    return np.exp(tracking_labels(path, target, reference) / cost_scale)
+
+
 def label_episode(
     target: np.ndarray,
     references: Sequence[np.ndarray],
@@ -309,26 +331,30 @@ def label_episode(
     open_end: bool = True,
     stats: NormalisationStats | None = None,
     coarse_stride: int = 1,
+    cost_scale: float = 1.0,
 ) -> tuple[np.ndarray, Alignment]:
     """Align a target episode and turn the path into one label per target step.
 
     :param target: target episode, ``(T, dim)``
     :param references: reference episodes, each ``(R_k, dim)``
     :param reference_rewards: rewards of each reference episode (needed by the ``source_reward*`` modes)
-    :param mode: one of ``"source_reward"``, ``"source_reward_split"``, ``"tracking"`` (see the label functions)
+    :param mode: one of :data:`LABEL_MODES` (see the label functions)
     :param window: Sakoe-Chiba band, see :func:`align`
     :param open_end: see :func:`align`
     :param stats: normalisation statistics, see :func:`align`
     :param coarse_stride: reference pre-selection stride, see :func:`align`
+    :param cost_scale: ``"tracking_exp"`` only, see :func:`tracking_exp_labels`
     :return: ``(labels (T,), alignment)``
     """
     if mode not in LABEL_MODES:
         raise ValueError(f"unknown label mode {mode!r}, expected one of {LABEL_MODES}")
     alignment = align(target, references, window=window, open_end=open_end, stats=stats, coarse_stride=coarse_stride)
     n_target = len(target)
-    if mode == "tracking":
+    if mode in TRACKING_MODES:
         target_n = normalise(np.asarray(target, np.float64), stats)
         reference_n = normalise(np.asarray(references[alignment.reference_index], np.float64), stats)
+        if mode == "tracking_exp":
+            return tracking_exp_labels(alignment.path, target_n, reference_n, cost_scale), alignment
         return tracking_labels(alignment.path, target_n, reference_n), alignment
     if reference_rewards is None:
         raise ValueError(f"label mode {mode!r} needs reference rewards")

@@ -20,6 +20,7 @@ import numpy as np
 from sb3_dreamer.alignment.dataset import TrajectoryDataset
 from sb3_dreamer.alignment.dtw import (
     LABEL_MODES,
+    TRACKING_MODES,
     Alignment,
     check_c_library,
     label_episode,
@@ -66,7 +67,8 @@ class DTWRewarder:
 
     Labels follow ``label_mode`` (see :mod:`sb3_dreamer.alignment.dtw`): ``"source_reward"`` (mean source reward of
     the matched reference steps, source sign and scale), ``"source_reward_split"`` (Telepath redistribution, preserves
-    the segment total) or ``"tracking"`` (negative squared normalised distance, <= 0).
+    the segment total), ``"tracking"`` (negative squared normalised distance, <= 0) or ``"tracking_exp"``
+    (``exp(-distance / cost_scale)`` in (0, 1], with ``cost_scale`` the median distance between the reference episodes).
 
     :param reference: reference episodes (dataset or ``.npz`` path); their rewards are the source rewards
     :param label_mode: how the path is turned into labels
@@ -82,7 +84,7 @@ class DTWRewarder:
     :param max_label_cost: labels of target steps whose local alignment cost (the squared normalised distance to the
         matched reference steps, ``-tracking`` label) exceeds this are not stored: a source reward is only transferred
         to a target state that is close to the source state it is aligned with. None keeps all labels; ignored for
-        ``"tracking"`` (there the cost is the label)
+        the tracking modes (there the cost is the label)
     :param refit_steps: gradient steps per refit (exact unless the time budget truncates)
     :param refit_budget_seconds: wall-clock cap of one refit (only truncates; None for no cap)
     :param refit_interval: refit once at least this many new labelled steps arrived since the last refit
@@ -136,6 +138,7 @@ class DTWRewarder:
         self.stats = reference_statistics(raw)
         self._references = [normalise(seq, self.stats) for seq in raw]
         self._reference_rewards = [ep.rewards for ep in episodes]
+        self.cost_scale = self._reference_cost_scale()
         self.model = RewardModel(self.obs_dim, net_arch, learning_rate, batch_size, seed)
         self.model.update_statistics(self.reference.next_observations)
         self._store_obs = np.zeros((max_label_data, self.obs_dim), dtype=np.float32)
@@ -151,24 +154,18 @@ class DTWRewarder:
         if pretrain and pretrain_steps > 0:
             self.model.fit(self._anchor_obs, self._anchor_labels, budget_seconds=None, max_steps=pretrain_steps)
 
-    def reference_labels(self) -> np.ndarray:
-        """Labels of the reference's own steps, used by the pre-fit and by ``anchor_reference``.
+    def _leave_one_out_costs(self) -> np.ndarray | None:
+        """Local alignment cost of every reference step, each episode aligned to the *other* reference episodes.
 
-        ``"source_reward"`` and ``"source_reward_split"``: the source rewards (a reference episode aligned with itself
-        is the diagonal path). ``"tracking"``: with several reference episodes, each episode's labels from its
-        alignment to the *other* episodes (leave one out; aligned with itself every label would be 0 and the pre-fit
-        model a constant), with one episode zeros.
-
-        :return: ``(N,)`` float64 labels in the order of ``reference.next_observations``
+        :return: ``(N,)`` costs (``-tracking`` labels) in the order of ``reference.next_observations``, None with fewer
+            than two reference episodes
         """
-        if self.label_mode != "tracking":
-            return self.reference.rewards.astype(np.float64)
         if len(self._references) < 2:
-            return np.zeros(len(self.reference.rewards))
-        labels = []
+            return None
+        costs = []
         for index, episode in enumerate(self._references):
             others = self._references[:index] + self._references[index + 1 :]
-            episode_labels, _ = label_episode(
+            labels, _ = label_episode(
                 episode,
                 others,
                 None,
@@ -177,8 +174,35 @@ class DTWRewarder:
                 open_end=self.open_end,
                 coarse_stride=self.coarse_stride,
             )
-            labels.append(episode_labels)
-        return np.concatenate(labels)
+            costs.append(-labels)
+        return np.concatenate(costs)
+
+    def _reference_cost_scale(self) -> float:
+        """``cost_scale`` of ``"tracking_exp"``: the median leave-one-out cost of the reference steps (how far apart two
+        source episodes typically are), or ``obs_dim`` (half the expected squared distance of two independent
+        standardised observations) with one reference episode or a zero median. 1.0 for the other modes (unused)."""
+        if self.label_mode != "tracking_exp":
+            return 1.0
+        costs = self._leave_one_out_costs()
+        median = float(np.median(costs)) if costs is not None else 0.0
+        return median if median > 0 else float(self.obs_dim)
+
+    def reference_labels(self) -> np.ndarray:
+        """Labels of the reference's own steps, used by the pre-fit and by ``anchor_reference``.
+
+        ``"source_reward"`` and ``"source_reward_split"``: the source rewards (a reference episode aligned with itself
+        is the diagonal path). Tracking modes: with several reference episodes, each episode's labels from its
+        alignment to the *other* episodes (leave one out; aligned with itself every label would be the best one and the
+        pre-fit model a constant); with one episode the best label (0 for ``"tracking"``, 1 for ``"tracking_exp"``).
+
+        :return: ``(N,)`` float64 labels in the order of ``reference.next_observations``
+        """
+        if self.label_mode not in TRACKING_MODES:
+            return self.reference.rewards.astype(np.float64)
+        costs = self._leave_one_out_costs()
+        if costs is None:
+            costs = np.zeros(len(self.reference.rewards))
+        return -costs if self.label_mode == "tracking" else np.exp(-costs / self.cost_scale)
 
     @property
     def obs_dim(self) -> int:
@@ -232,9 +256,10 @@ class DTWRewarder:
             open_end=self.open_end,
             coarse_stride=self.coarse_stride,
             stats=None,  # inputs are already normalised with the reference statistics
+            cost_scale=self.cost_scale,
         )
         kept = np.ones(len(labels), dtype=bool)
-        if self.max_label_cost is not None and self.label_mode != "tracking":
+        if self.max_label_cost is not None and self.label_mode not in TRACKING_MODES:
             reference = self._references[alignment.reference_index]
             kept = -tracking_labels(alignment.path, obs_normalised, reference) <= self.max_label_cost
         self._add_labels(obs[kept].astype(np.float32), labels[kept])

@@ -6,9 +6,10 @@ variants; methods.md sections C and C1), and an MLP reward model r̂(o) regresse
 
 Reward emitted: at every step, ``float(r̂(o_{t+1}))`` where ``o_{t+1}`` is the observation returned by that step (the
 true final observation at episode end). Sign and scale are the source reward's for ``"source_reward"`` and
-``"source_reward_split"`` (the latter divided by the local time-warp ratio), and <= 0 (negative squared normalised
-distance) for ``"tracking"``. No alignment runs per step; alignment, labelling and refitting run when an episode ends,
-so the model used from the next step on may differ. The env's own reward is kept in ``info["original_reward"]``.
+``"source_reward_split"`` (the latter divided by the local time-warp ratio), <= 0 (negative squared normalised
+distance) for ``"tracking"`` and in (0, 1] for ``"tracking_exp"``. No alignment runs per step; alignment, labelling
+and refitting run when an episode ends, so the model used from the next step on may differ. The env's own reward is
+kept in ``info["original_reward"]``.
 """
 
 import os
@@ -103,7 +104,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
 
         :param env: env with a 1-D Box observation space of the reference's dimension
         :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
-        :param label_mode: ``"source_reward"``, ``"source_reward_split"`` or ``"tracking"``
+        :param label_mode: ``"source_reward"``, ``"source_reward_split"``, ``"tracking"`` or ``"tracking_exp"``
         :param window: Sakoe-Chiba band (dtaidistance convention ``|i - j| < window + |T - R|``), None for none
         :param open_end: allow an episode to match a reference prefix
         :param coarse_stride: pick the best reference by DTW on every ``coarse_stride``-th step, then align at full

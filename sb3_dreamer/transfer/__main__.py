@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from sb3_dreamer.alignment.dtw import LABEL_MODES
 from sb3_dreamer.transfer.dtw_pipeline import TransferConfig, run_dtw_transfer
 
 
@@ -23,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-steps", type=int, default=defaults.target_steps)
     parser.add_argument("--source-model", default=None, help="reuse a trained source Dreamer (.zip)")
     parser.add_argument("--n-reference-episodes", type=int, default=defaults.n_reference_episodes)
-    parser.add_argument(
-        "--label-mode", default=defaults.label_mode, choices=["source_reward", "source_reward_split", "tracking"]
-    )
+    parser.add_argument("--label-mode", default=defaults.label_mode, choices=LABEL_MODES)
     parser.add_argument("--init-from-source", action="store_true")
     parser.add_argument("--dreamer-kwargs", type=json.loads, default={}, help="JSON Dreamer arguments")
     parser.add_argument("--wrapper-kwargs", type=json.loads, default={}, help="JSON DTWRewardWrapper arguments")

@@ -38,7 +38,7 @@ class TransferConfig:
     :param target_steps: env steps to train the target Dreamer
     :param source_model: path of a trained source Dreamer to reuse instead of training one
     :param n_reference_episodes: source episodes recorded as DTW references
-    :param label_mode: ``"source_reward"``, ``"source_reward_split"`` or ``"tracking"``
+    :param label_mode: one of :data:`sb3_dreamer.alignment.LABEL_MODES`
     :param init_from_source: start the target Dreamer from the source model's weights
     :param dreamer_kwargs: Dreamer constructor arguments for both agents
     :param wrapper_kwargs: extra :class:`DTWRewardWrapper` arguments
