@@ -138,6 +138,8 @@ class DTWRewarder:
         self.stats = reference_statistics(raw)
         self._references = [normalise(seq, self.stats) for seq in raw]
         self._reference_rewards = [ep.rewards for ep in episodes]
+        # Computed once: the tracking modes' reference labels and tracking_exp's cost_scale both derive from them.
+        self._loo_costs = self._leave_one_out_costs() if label_mode in TRACKING_MODES else None
         self.cost_scale = self._reference_cost_scale()
         self.model = RewardModel(self.obs_dim, net_arch, learning_rate, batch_size, seed)
         self.model.update_statistics(self.reference.next_observations)
@@ -183,8 +185,7 @@ class DTWRewarder:
         standardised observations) with one reference episode or a zero median. 1.0 for the other modes (unused)."""
         if self.label_mode != "tracking_exp":
             return 1.0
-        costs = self._leave_one_out_costs()
-        median = float(np.median(costs)) if costs is not None else 0.0
+        median = float(np.median(self._loo_costs)) if self._loo_costs is not None else 0.0
         return median if median > 0 else float(self.obs_dim)
 
     def reference_labels(self) -> np.ndarray:
@@ -199,9 +200,7 @@ class DTWRewarder:
         """
         if self.label_mode not in TRACKING_MODES:
             return self.reference.rewards.astype(np.float64)
-        costs = self._leave_one_out_costs()
-        if costs is None:
-            costs = np.zeros(len(self.reference.rewards))
+        costs = self._loo_costs if self._loo_costs is not None else np.zeros(len(self.reference.rewards))
         return -costs if self.label_mode == "tracking" else np.exp(-costs / self.cost_scale)
 
     @property
