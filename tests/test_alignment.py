@@ -119,6 +119,30 @@ def test_best_reference_is_chosen() -> None:
     assert result.reference_index == 2
 
 
+# Length pairs and windows for which dtaidistance 2.5.1's C warping paths are wrong (T == R == 2 * window, T > R with
+# T - R + 2 * window == R, T < R with window in [T / 2, T - 1]; benchmarks/dtaidistance_window_check.py), and two
+# unaffected ones. align must agree with the textbook programme on all of them.
+@pytest.mark.parametrize(
+    ("n_target", "n_reference", "window"), [(20, 20, 10), (20, 15, 5), (12, 20, 6), (12, 20, 11), (20, 20, 9), (15, 9, 4)]
+)
+@pytest.mark.parametrize("open_end", [False, True])
+def test_windowed_alignment_matches_brute_force(n_target: int, n_reference: int, window: int, open_end: bool) -> None:
+    rng = np.random.default_rng(n_target * 100 + n_reference + window)
+    a, b = rng.normal(size=(n_target, 2)), rng.normal(size=(n_reference, 2))
+    result = align(a, [b], window=window, open_end=open_end)
+    assert result.distance == pytest.approx(brute_force_dtw(a, b, window, open_end=open_end), rel=1e-9)
+    assert path_cost(a, b, result.path) == pytest.approx(result.distance, rel=1e-9)
+
+
+def test_sequence_aligns_to_itself_with_half_length_window() -> None:
+    # The symptom of the dtaidistance bug: a 200-step Pendulum episode against itself at the default window 100 got an
+    # infinite last cell and a path off the diagonal.
+    x = np.random.default_rng(3).normal(size=(40, 3))
+    result = align(x, [x], window=20, open_end=True)
+    assert result.distance == 0.0 and result.end_index == 39
+    np.testing.assert_array_equal(result.path, np.stack([np.arange(40), np.arange(40)], axis=1))
+
+
 def test_window_is_respected() -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))

@@ -118,17 +118,54 @@ def normalise(sequence: np.ndarray, stats: NormalisationStats | None) -> np.ndar
     return np.ascontiguousarray((sequence - stats.mean) / stats.std, dtype=np.float64)
 
 
-def _warping_paths(target: np.ndarray, reference: np.ndarray, window: int | None, open_end: bool) -> np.ndarray:
+def _c_band_is_wrong(n_rows: int, n_cols: int, window: int) -> bool:
+    """Whether dtaidistance's C ``warping_paths`` (2.5.1) miscomputes the windowed matrix of these lengths.
+
+    Its banded loop stores rows in a compact layout of width ``min(n_cols + 1, ldiff + 2 * window + 1)``. When that
+    width is capped at ``n_cols + 1`` and some rows are still cut on the left by the band, the rows after the cut read
+    their neighbours shifted by one column: for ``n_rows < n_cols`` whenever the cap applies, for ``n_rows >= n_cols``
+    when ``ldiff + 2 * window == n_cols`` exactly (e.g. two 200-step sequences with window 100). The condition was
+    derived from dtaidistance's ``dtw_wps_parts`` and agrees with a comparison against its pure-Python
+    ``warping_paths`` on every length pair up to 21 x 21 and every window up to 24
+    (``benchmarks/dtaidistance_window_check.py`` has the larger cases).
+
+    :param n_rows: length of the first sequence
+    :param n_cols: length of the second sequence
+    :param window: Sakoe-Chiba window, 0 for none
+    :return: True when the C result for these lengths must not be used
+    """
+    if window <= 0:
+        return False
+    ldiff = abs(n_rows - n_cols)
+    window = min(window, max(n_rows, n_cols))
+    capped = ldiff + 2 * window >= n_cols
+    left_cut = window + max(0, n_rows - n_cols) < n_rows
+    return capped and left_cut and (n_rows < n_cols or ldiff + 2 * window == n_cols)
+
+
+def _warping_paths(target: np.ndarray, reference: np.ndarray, window: int | None) -> np.ndarray:
     """Accumulated-cost matrix of dtaidistance (C), shape ``(T + 1, R + 1)``, row and column 0 are padding.
 
-    Open end (methods.md, section F): ``psi=(0, 0, 0, len(reference))`` relaxes the end of the reference, and
-    ``psi_neg=False`` keeps the last row intact so that ``wps[-1, j + 1]`` is the cost of aligning the whole target
-    with the reference prefix ``reference[: j + 1]``.
+    No ``psi`` relaxation is passed: the open end only changes which cell of the last row ends the path
+    (:func:`_end_cost`), not the matrix (methods.md, section F).
+
+    Works around a bug of dtaidistance 2.5.1's C implementation for some windowed length pairs
+    (:func:`_c_band_is_wrong`) with two exact rewrites of the same dynamic programme: the matrix of the swapped pair
+    is the transpose (the band ``-window - max(0, T - R) < j - i < window + max(0, R - T)`` is symmetric under the
+    swap), and appending one step to both sequences leaves every cell of the original matrix unchanged (a cell
+    depends only on cells above and left of it; the band keeps its shape because the length difference does).
     """
-    psi = (0, 0, 0, len(reference)) if open_end else None
-    # window=None and window=0 both mean "no band"; the band is -window - max(0, T - R) < j - i < window + max(0, R - T).
-    _, wps = dtw_ndim.warping_paths_fast(target, reference, window=window, psi=psi, psi_neg=False)
-    return wps
+    window = window or 0
+    n_target, n_reference = len(target), len(reference)
+    if not _c_band_is_wrong(n_target, n_reference, window):
+        return dtw_ndim.warping_paths_fast(target, reference, window=window, psi_neg=False)[1]
+    if not _c_band_is_wrong(n_reference, n_target, window):
+        return dtw_ndim.warping_paths_fast(reference, target, window=window, psi_neg=False)[1].T
+    # Only T == R == 2 * window reaches this point; T + 1 == R + 1 is unaffected.
+    target_padded = np.ascontiguousarray(np.concatenate([target, target[-1:]]))
+    reference_padded = np.ascontiguousarray(np.concatenate([reference, reference[-1:]]))
+    wps = dtw_ndim.warping_paths_fast(target_padded, reference_padded, window=window, psi_neg=False)[1]
+    return wps[: n_target + 1, : n_reference + 1]
 
 
 def best_path(wps: np.ndarray, row: int, col: int) -> np.ndarray:
@@ -179,8 +216,8 @@ def align(
 
     Local cost: squared Euclidean distance between normalised observations; steps (i-1, j-1), (i-1, j), (i, j-1);
     both sequences start together. With ``open_end`` the target may end anywhere in the reference (it may match a
-    reference *prefix*, e.g. a shorter or failed episode), following open-end DTW (Tormene et al., 2009) as expressed
-    with dtaidistance's ``psi`` relaxation. The reference with the smallest distance is chosen, as OTR chooses the best
+    reference *prefix*, e.g. a shorter or failed episode), following open-end DTW (Tormene et al., 2009): the path ends
+    at the smallest cell of the last row. The reference with the smallest distance is chosen, as OTR chooses the best
     of K demonstrations (Luo et al., ICLR 2023).
 
     :param target: target episode, ``(T, dim)``
@@ -213,16 +250,14 @@ def align(
         coarse_window = None if not window else -(-window // coarse_stride)
         coarse_target = np.ascontiguousarray(target_n[::coarse_stride])
         coarse_costs = [
-            _end_cost(
-                _warping_paths(coarse_target, np.ascontiguousarray(r[::coarse_stride]), coarse_window, open_end), open_end
-            )[0]
+            _end_cost(_warping_paths(coarse_target, np.ascontiguousarray(r[::coarse_stride]), coarse_window), open_end)[0]
             for r in references_n
         ]
         if np.isfinite(np.min(coarse_costs)):
             candidates = [int(np.argmin(coarse_costs))]
     best: tuple[float, int, int, np.ndarray] | None = None
     for k in candidates:
-        wps = _warping_paths(target_n, references_n[k], window, open_end)
+        wps = _warping_paths(target_n, references_n[k], window)
         distance, end = _end_cost(wps, open_end)
         if np.isfinite(distance) and (best is None or distance < best[0]):
             best = (distance, k, end, wps)
