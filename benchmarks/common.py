@@ -5,6 +5,7 @@ The scripts run as ``python benchmarks/<name>.py``, which puts this folder on ``
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,14 @@ class ResumableRun(BaseCallback):
 
         for suffix in ("", ".tmp", ".old"):
             shutil.rmtree(self._sibling(suffix), ignore_errors=True)
+
+
+def code_commit() -> str:
+    """Git commit of the checkout that ran a benchmark (``"unknown"`` outside a git checkout), stored with results so
+    that runs made before and after a fix can be told apart."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import jsonable
+from common import code_commit, jsonable
 
 from sb3_dreamer.alignment.dtw import LABEL_MODES
 
@@ -139,6 +139,7 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     from sb3_dreamer import Dreamer
     from sb3_dreamer.alignment import DTWRewardWrapper
 
+    commit = code_commit()  # the code this process imported (a commit made while it runs does not count)
     spec = PAIRS[pair]
     wrapper_kwargs: dict[str, Any] = {}
     if "_dtw_" in variant:
@@ -190,6 +191,7 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
         dtw=dtw_stats,
         seconds=time.perf_counter() - evaluate.start,  # includes the time before a resume
         resumed=resumed,
+        commit=commit,
     )
     (out / f"{variant}_{seed}.json").write_text(json.dumps(result, indent=1))
     checkpoint.remove()
