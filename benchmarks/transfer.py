@@ -92,6 +92,29 @@ def _checkpoint_dir(out: Path, variant: str, seed: int) -> Path:
     return out / "checkpoints" / f"{variant}_{seed}"
 
 
+def _claim(out: Path, variant: str, seed: int) -> Path | None:
+    """Lock file that marks a run as taken by this invocation, or None if a live process of another invocation holds it.
+
+    Lets several ``transfer.py`` commands with overlapping jobs share the cores: each run is done by one of them. A lock
+    whose process is gone (a stopped session) is taken over.
+    """
+    lock = out / "checkpoints" / f"{variant}_{seed}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return None
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                lock.unlink(missing_ok=True)
+                continue
+        os.write(handle, str(os.getpid()).encode())
+        os.close(handle)
+        return lock
+
+
 def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int) -> None:
     """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward."""
     import gymnasium as gym
@@ -342,7 +365,13 @@ def main() -> None:
             if variant != "source":
                 done[seed].wait()
             code = 0
-            if not (out / f"{variant}_{seed}.json").exists():
+            lock = _claim(out, variant, seed)
+            while lock is None and variant == "source":  # targets need it: wait for the other invocation's source
+                time.sleep(30)
+                lock = _claim(out, variant, seed)
+            if lock is None:
+                print(f"{args.pair} {variant} seed {seed}: run by another transfer.py process, skipped here")
+            elif not (out / f"{variant}_{seed}.json").exists():
                 command = [
                     sys.executable,
                     __file__,
@@ -363,6 +392,8 @@ def main() -> None:
                     str(checkpoint_freq),
                 ]
                 code = subprocess.call(command)
+            if lock is not None:
+                lock.unlink(missing_ok=True)
             if variant == "source":
                 done[seed].set()
             return code
