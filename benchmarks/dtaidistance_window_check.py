@@ -3,9 +3,11 @@
 Found 2026-11-26 (dtaidistance 2.5.1): for some (T, R, window) the C matrix differs from the Python one, e.g. T = R = 200
 with window 100, the setting of every Pendulum alignment in ``DTWRewardWrapper`` (200-step episodes, default window
 100). Aligning a sequence with itself then gives an infinite last cell, the open end picks reference step 198 and the
-path leaves the diagonal after step 100. Not yet worked around in ``sb3_dreamer.alignment.dtw``.
+path leaves the diagonal after step 100. ``sb3_dreamer.alignment.dtw._warping_paths`` works around it (65a16bf);
+this script shows the bug in dtaidistance itself.
 
-Run: ``python benchmarks/dtaidistance_window_check.py`` (prints the mismatching settings; a few seconds).
+Run: ``python benchmarks/dtaidistance_window_check.py`` (prints the mismatching settings; ~20 min, the Python
+reference is slow at 1000 x 1000).
 """
 
 import dtaidistance

@@ -100,19 +100,24 @@ def _claim(out: Path, variant: str, seed: int) -> Path | None:
     """
     lock = out / "checkpoints" / f"{variant}_{seed}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+    # The PID is written first and the lock appears with it in one step (a hard link fails if the lock exists).
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(str(os.getpid()))
+    try:
+        while True:
             try:
-                os.kill(int(lock.read_text() or 0), 0)
-                return None
-            except (ProcessLookupError, ValueError, FileNotFoundError):
-                lock.unlink(missing_ok=True)
-                continue
-        os.write(handle, str(os.getpid()).encode())
-        os.close(handle)
-        return lock
+                os.link(mine, lock)
+                return lock
+            except FileExistsError:
+                try:
+                    os.kill(int(lock.read_text()), 0)
+                    return None
+                except ValueError:  # being written by an older transfer.py (PID written after creation)
+                    return None
+                except (ProcessLookupError, FileNotFoundError):
+                    lock.unlink(missing_ok=True)
+    finally:
+        mine.unlink()
 
 
 def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int) -> None:

@@ -116,7 +116,8 @@ def test_tracking_exp_scale_from_reference(reference_path: str) -> None:
     # A target episode far from the reference gets labels near 0, never negative; the reference itself 1.
     reference_episode = next(dataset.episodes()).next_observations
     far = reference_episode + 5.0 * dataset.next_observations.std(axis=0)
-    assert np.all(rewarder.end_episode(far).labels < 0.01) and np.all(rewarder.end_episode(far).labels >= 0)
+    far_labels = rewarder.end_episode(far).labels
+    assert np.all(far_labels < 0.01) and np.all(far_labels >= 0)
     np.testing.assert_allclose(rewarder.end_episode(reference_episode).labels[:-10], 1.0, atol=1e-6)
     # One reference episode: no leave-one-out cost, the scale falls back to obs_dim and the reference labels are 1.
     single = record_trajectories(swing_policy, "sb3_dreamer/PendulumSource-v0", n_episodes=1, seed=0)
