@@ -93,35 +93,35 @@ class _StateFileMixin:
 class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
     """DTW-aligned learned reward for one gymnasium env (methods.md, sections C and C1).
 
-        Every step returns ``float(r̂(obs))`` of the returned observation; at episode end the episode is aligned to the
-        reference episodes, labelled, stored, and the reward model is refitted when ``refit_interval`` new labels have
-        arrived. ``info["original_reward"]`` (every step), and at episode end ``info["alignment_distance"]``,
-        ``info["alignment_reference"]``, ``info["alignment_end_index"]``, ``info["alignment_labels_kept"]`` (labels stored,
+    Every step returns ``float(r̂(obs))`` of the returned observation; at episode end the episode is aligned to the
+    reference episodes, labelled, stored, and the reward model is refitted when ``refit_interval`` new labels have
+    arrived. ``info["original_reward"]`` (every step), and at episode end ``info["alignment_distance"]``,
+    ``info["alignment_reference"]``, ``info["alignment_end_index"]``, ``info["alignment_labels_kept"]`` (labels stored,
     see ``max_label_cost``), ``info["original_episode_return"]``.
-        An episode cut short by ``reset`` before termination/truncation is discarded (not labelled).
+    An episode cut short by ``reset`` before termination/truncation is discarded (not labelled).
 
-        Usable from rl-zoo: ``env_wrapper: [{sb3_dreamer.alignment.DTWRewardWrapper: {reference: path/to/ref.npz}}]``.
+    Usable from rl-zoo: ``env_wrapper: [{sb3_dreamer.alignment.DTWRewardWrapper: {reference: path/to/ref.npz}}]``.
 
-        :param env: env with a 1-D Box observation space of the reference's dimension
-        :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
-        :param label_mode: ``"source_reward"``, ``"source_reward_split"``, ``"tracking"`` or ``"tracking_exp"``
-        :param window: Sakoe-Chiba band (dtaidistance convention ``|i - j| < window + |T - R|``), None for none
-        :param open_end: allow an episode to match a reference prefix
-        :param coarse_stride: pick the best reference by DTW on every ``coarse_stride``-th step, then align at full
-            resolution to that one only (1: exact choice, each reference aligned at full resolution)
-        :param pretrain: pre-fit the reward model on the reference (reference obs -> own labels)
-        :param pretrain_steps: gradient steps of the pre-fit
-        :param anchor_reference: refits also fit the reference's own labels (see :class:`DTWRewarder`)
-        :param max_label_cost: do not store labels of target steps aligned farther than this from the reference (squared
-            normalised distance, see :class:`DTWRewarder`); None keeps all
-        :param refit_budget_seconds: wall-clock cap of one refit; only truncates (None: no cap)
-        :param refit_steps: gradient steps per refit
-        :param refit_interval: minimum number of new labelled steps between refits
-        :param max_label_data: capacity of the FIFO label store
-        :param net_arch: hidden widths of the reward model
-        :param learning_rate: learning rate of the reward model
-        :param batch_size: minibatch size of the reward model
-        :param seed: seed of the reward model (two runs with the same seed emit identical rewards)
+    :param env: env with a 1-D Box observation space of the reference's dimension
+    :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
+    :param label_mode: ``"source_reward"``, ``"source_reward_split"``, ``"tracking"`` or ``"tracking_exp"``
+    :param window: Sakoe-Chiba band (dtaidistance convention ``|i - j| < window + |T - R|``), None for none
+    :param open_end: allow an episode to match a reference prefix
+    :param coarse_stride: pick the best reference by DTW on every ``coarse_stride``-th step, then align at full
+        resolution to that one only (1: exact choice, each reference aligned at full resolution)
+    :param pretrain: pre-fit the reward model on the reference (reference obs -> own labels)
+    :param pretrain_steps: gradient steps of the pre-fit
+    :param anchor_reference: refits also fit the reference's own labels (see :class:`DTWRewarder`)
+    :param max_label_cost: do not store labels of target steps aligned farther than this from the reference (squared
+        normalised distance, see :class:`DTWRewarder`); None keeps all
+    :param refit_budget_seconds: wall-clock cap of one refit; only truncates (None: no cap)
+    :param refit_steps: gradient steps per refit
+    :param refit_interval: minimum number of new labelled steps between refits
+    :param max_label_data: capacity of the FIFO label store
+    :param net_arch: hidden widths of the reward model
+    :param learning_rate: learning rate of the reward model
+    :param batch_size: minibatch size of the reward model
+    :param seed: seed of the reward model (two runs with the same seed emit identical rewards)
     """
 
     def __init__(
