@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -48,24 +50,60 @@ def jsonable(value: Any) -> Any:
     return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
 
 
+class _LearnedReturn(gym.Wrapper):
+    """Sum ``learned_reward(obs)`` over each episode beside the env's own reward (which passes through unchanged).
+
+    ``returns`` collects one sum per finished episode. Used to see what a DTW-trained agent's reward model says about the
+    episodes it is evaluated on: a learned return far above the true one shows the agent exploiting the model.
+    """
+
+    def __init__(self, env: gym.Env, learned_reward: Callable[[np.ndarray], float]) -> None:
+        super().__init__(env)
+        self.learned_reward = learned_reward
+        self.returns: list[float] = []
+        self._sum = 0.0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self._sum = 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._sum += float(self.learned_reward(np.asarray(obs, dtype=np.float32).reshape(-1)))
+        if terminated or truncated:
+            self.returns.append(self._sum)
+        return obs, reward, terminated, truncated, info
+
+
 class EvalCurve(BaseCallback):
     """Evaluate the deterministic policy every ``eval_freq`` env steps on ``eval_env``; the points go to ``curve``.
 
     Each point: ``step``, ``mean``, ``std`` of the episode returns and ``train_seconds`` (wall time since the
-    callback was created, minus the time spent evaluating).
+    callback was created, minus the time spent evaluating); with ``learned_reward`` also ``learned_mean``, the mean
+    over the same episodes of the sum of ``learned_reward(obs)`` (a reward model's return, for diagnosis only).
 
     :param eval_env: evaluation env (wrapped in Monitor by the caller, so returns are the env's own reward)
     :param eval_freq: env steps between evaluations (counted in ``num_timesteps``)
     :param eval_episodes: episodes per evaluation
     :param label: prefix of the progress line printed after each evaluation
     :param stop_at: stop training at the first evaluation whose mean return reaches this value (None: never)
+    :param learned_reward: reward of one observation under a learned reward model (called at evaluation time, so the
+        model's current state is used), or None
     """
 
     def __init__(
-        self, eval_env: gym.Env, eval_freq: int, eval_episodes: int, label: str, stop_at: float | None = None
+        self,
+        eval_env: gym.Env,
+        eval_freq: int,
+        eval_episodes: int,
+        label: str,
+        stop_at: float | None = None,
+        learned_reward: Callable[[np.ndarray], float] | None = None,
     ) -> None:
         super().__init__()
-        self.eval_env, self.eval_freq, self.eval_episodes, self.label = eval_env, eval_freq, eval_episodes, label
+        self.probe = None if learned_reward is None else _LearnedReturn(eval_env, learned_reward)
+        self.eval_env = eval_env if self.probe is None else self.probe
+        self.eval_freq, self.eval_episodes, self.label = eval_freq, eval_episodes, label
         self.stop_at = stop_at
         self.curve: list[dict[str, float]] = []
         self.start = time.perf_counter()
@@ -75,10 +113,17 @@ class EvalCurve(BaseCallback):
         if self.num_timesteps % self.eval_freq == 0:
             tick = time.perf_counter()
             train_seconds = tick - self.start - self.eval_seconds  # evaluations before this one excluded
+            if self.probe is not None:
+                self.probe.returns.clear()
             mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.eval_episodes, deterministic=True)
             self.eval_seconds += time.perf_counter() - tick
-            self.curve.append(dict(step=self.num_timesteps, mean=float(mean), std=float(std), train_seconds=train_seconds))
-            print(f"{self.label}: step {self.num_timesteps} return {mean:.1f} +/- {std:.1f}", flush=True)
+            point = dict(step=self.num_timesteps, mean=float(mean), std=float(std), train_seconds=train_seconds)
+            message = f"{self.label}: step {self.num_timesteps} return {mean:.1f} +/- {std:.1f}"
+            if self.probe is not None:
+                point["learned_mean"] = float(np.mean(self.probe.returns[: self.eval_episodes]))
+                message += f" (learned reward model: {point['learned_mean']:.1f})"
+            self.curve.append(point)
+            print(message, flush=True)
             return self.stop_at is None or mean < self.stop_at
         return True
 

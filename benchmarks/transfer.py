@@ -14,6 +14,8 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 
 Normalised score per seed: (return - random) / (dreamer_oracle - random), both from the same seed. The final return
 of a run is its last evaluation; a second table uses the mean of its last 3 evaluations (less evaluation noise).
+Each evaluation of a DTW variant also records ``learned_mean``: the return of the same episodes under the run's reward
+model at that time (a learned return far above the true one means the agent exploits the model).
 Results: one JSON per run, ``transfer.md`` (tables), ``summary.json`` and ``transfer_<pair>.png`` (curves) in ``--out``.
 
 Run: ``python benchmarks/transfer.py --pair pendulum`` (2 processes with 1 torch thread each).
@@ -182,7 +184,11 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
         wrapper_kwargs=wrapper_kwargs or None,
     )
     label = f"{pair} {variant} seed {seed}"
-    evaluate = EvalCurve(Monitor(gym.make(spec["target"])), spec["eval_freq"], eval_episodes, label)
+    # DTW variants: each evaluation also sums the current reward model over the evaluation episodes (``learned_mean``).
+    learned_reward = env.envs[0].rewarder.predict if wrapper_kwargs else None
+    evaluate = EvalCurve(
+        Monitor(gym.make(spec["target"])), spec["eval_freq"], eval_episodes, label, learned_reward=learned_reward
+    )
     # DTWRewardWrapper(Monitor(env)) is the outermost wrapper of the single sub-env.
     checkpoint = ResumableRun(
         _checkpoint_dir(out, variant, seed), checkpoint_freq, evaluate, env.envs[0] if wrapper_kwargs else None
