@@ -206,6 +206,11 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     # A model loaded from the source carries the source's step count: reset it unless resuming this run.
     done_steps = model.num_timesteps if resumed else 0
     model.learn(steps - done_steps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
+    # The final agent (and reward model) for later analysis; gitignored like the checkpoints.
+    (out / "final").mkdir(exist_ok=True)
+    model.save(out / "final" / f"{variant}_{seed}.zip")
+    if wrapper_kwargs:
+        env.envs[0].save_state(out / "final" / f"{variant}_{seed}_wrapper.npz")
     dtw_stats = {}
     if wrapper_kwargs:
         rewarder = env.envs[0].rewarder
