@@ -255,6 +255,9 @@ def summarise(pair: str, out: Path) -> str:
         lines, rows = _score_table(pair, sources, runs, last)
         tables.append("\n".join(lines))
         summary[f"last_{last}"] = rows
+    learned = _learned_table(pair, runs)
+    if learned:
+        tables.append("\n".join(learned))
     fig, ax = plt.subplots(figsize=(8, 5))
     for index, (variant, group) in enumerate(runs.items()):
         length = min(len(run["curve"]) for run in group.values())
@@ -318,6 +321,21 @@ def _score_table(
         )
         summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), scores=scores.tolist()))
     return lines, summary
+
+
+def _learned_table(pair: str, runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Markdown rows of the true and the learned (reward-model) return at each DTW run's final evaluation, for the runs
+    that recorded ``learned_mean`` (made at 73bf26c or later); empty if none did."""
+    lines = [
+        f"| {pair}: DTW run, final evaluation | seed | true return | learned return (run's reward model) |",
+        "|---|---|---|---|",
+    ]
+    for variant, group in runs.items():
+        for seed, run in sorted(group.items()):
+            point = run["curve"][-1]
+            if "learned_mean" in point:
+                lines.append(f"| {variant} | {seed} | {point['mean']:.1f} | {point['learned_mean']:.1f} |")
+    return lines if len(lines) > 2 else []
 
 
 def _read(path: Path) -> dict[str, Any]:
