@@ -89,6 +89,8 @@ class EvalCurve(BaseCallback):
     :param stop_at: stop training at the first evaluation whose mean return reaches this value (None: never)
     :param learned_reward: reward of one observation under a learned reward model (called at evaluation time, so the
         model's current state is used), or None
+    :param seed: seed of ``eval_env``'s first reset (later evaluations continue its random stream, so a seeded run
+        evaluates on the same initial states every time it is repeated); None leaves the env unseeded
     """
 
     def __init__(
@@ -99,8 +101,11 @@ class EvalCurve(BaseCallback):
         label: str,
         stop_at: float | None = None,
         learned_reward: Callable[[np.ndarray], float] | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
+        if seed is not None:
+            eval_env.reset(seed=seed)  # evaluate_policy's resets pass no seed, so the stream continues from here
         self.probe = None if learned_reward is None else _LearnedReturn(eval_env, learned_reward)
         self.eval_env = eval_env if self.probe is None else self.probe
         self.eval_freq, self.eval_episodes, self.label = eval_freq, eval_episodes, label

@@ -58,7 +58,7 @@ def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_
         cls, hyperparams = Dreamer, dict(DREAMER_HYPERPARAMS[env_id])
     else:
         cls, (hyperparams, _) = {"sac": SAC, "dqn": DQN}[algo], zoo_hyperparams(algo, env_id)
-    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, f"{algo} {env_id} seed {seed}")
+    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, f"{algo} {env_id} seed {seed}", seed=1000 + seed)
     model = cls("MlpPolicy", env_id, seed=seed, verbose=0, **hyperparams)
     model.learn(steps, callback=evaluate)
     curve = evaluate.curve

@@ -87,6 +87,9 @@ PAIRS: dict[str, dict[str, Any]] = {
         dtw_kwargs={},
     ),
 }
+#: The evaluation env of a run's learning curve is seeded with ``EVAL_SEED + seed`` (apart from the training env's
+#: ``seed``); runs made at 62b58bb or earlier (their JSON's ``commit``) evaluated on an unseeded env.
+EVAL_SEED = 1000
 VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
 
 
@@ -134,7 +137,7 @@ def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: 
 
     spec = PAIRS[pair]
     label = f"{pair} source seed {seed}"
-    evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, label)
+    evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, label, seed=EVAL_SEED + seed)
     checkpoint = ResumableRun(_checkpoint_dir(out, "source", seed), checkpoint_freq, evaluate)
     source = checkpoint.restore(lambda path: Dreamer.load(path, env=Monitor(gym.make(spec["source"])), seed=seed))
     resumed = source is not None
@@ -187,7 +190,12 @@ def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int
     # DTW variants: each evaluation also sums the current reward model over the evaluation episodes (``learned_mean``).
     learned_reward = env.envs[0].rewarder.predict if wrapper_kwargs else None
     evaluate = EvalCurve(
-        Monitor(gym.make(spec["target"])), spec["eval_freq"], eval_episodes, label, learned_reward=learned_reward
+        Monitor(gym.make(spec["target"])),
+        spec["eval_freq"],
+        eval_episodes,
+        label,
+        learned_reward=learned_reward,
+        seed=EVAL_SEED + seed,
     )
     # DTWRewardWrapper(Monitor(env)) is the outermost wrapper of the single sub-env.
     checkpoint = ResumableRun(
