@@ -94,3 +94,40 @@ def test_cut_off_run_resumes_from_its_last_checkpoint(common, reference: str, tm
     assert checkpoint.restore(lambda path: Dreamer.load(path, env=env)).num_timesteps == 600  # the last checkpoint
     checkpoint.remove()
     assert not any(directory.parent.iterdir())
+
+
+class ConstantPolicy:
+    """Stands for a trained model in ``evaluate_policy``: the same action everywhere."""
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        return np.full((len(obs), 1), 0.5, dtype=np.float32), None
+
+
+def evaluate_once(common, seed: int, learned_reward) -> dict:
+    curve = common.EvalCurve(Monitor(gym.make(TARGET)), 100, 2, "test", learned_reward=learned_reward, seed=seed)
+    curve.model, curve.num_timesteps = ConstantPolicy(), 100
+    curve._on_step()
+    return curve.curve[0]
+
+
+def test_eval_curve_is_seeded_and_sums_the_learned_reward(common) -> None:
+    first, second = evaluate_once(common, 7, lambda obs: 1.0), evaluate_once(common, 7, lambda obs: 1.0)
+    assert (first["mean"], first["std"]) == (second["mean"], second["std"])  # same initial states
+    assert first["learned_mean"] == 200.0  # one per step of the two 200-step episodes, not mixed with a third
+
+    # The learned return of each evaluation episode, replayed by hand: the first reset seeds, evaluate_policy's resets
+    # continue the stream.
+    point = evaluate_once(common, 7, lambda obs: float(obs[0]))
+    env = gym.make(TARGET)
+    env.reset(seed=7)
+    sums, true_returns = [], []
+    for _ in range(2):
+        env.reset()
+        total, true_total, done = 0.0, 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(np.array([0.5], dtype=np.float32))
+            total, true_total, done = total + float(obs[0]), true_total + float(reward), terminated or truncated
+        sums.append(total)
+        true_returns.append(true_total)
+    assert point["mean"] == pytest.approx(np.mean(true_returns))
+    assert point["learned_mean"] == pytest.approx(np.mean(sums), rel=1e-5)
