@@ -54,7 +54,8 @@ class _LearnedReturn(gym.Wrapper):
     """Sum ``learned_reward(obs)`` over each episode beside the env's own reward (which passes through unchanged).
 
     ``returns`` collects one sum per finished episode. Used to see what a DTW-trained agent's reward model says about the
-    episodes it is evaluated on: a learned return far above the true one shows the agent exploiting the model.
+    episodes it is evaluated on, beside their true return (the two can differ in scale: source-reward labels are in
+    the source's units).
     """
 
     def __init__(self, env: gym.Env, learned_reward: Callable[[np.ndarray], float]) -> None:

@@ -15,7 +15,7 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 Normalised score per seed: (return - random) / (dreamer_oracle - random), both from the same seed. The final return
 of a run is its last evaluation; a second table uses the mean of its last 3 evaluations (less evaluation noise).
 Each evaluation of a DTW variant also records ``learned_mean``: the return of the same episodes under the run's reward
-model at that time (a learned return far above the true one means the agent exploits the model).
+model at that time (the agent optimises that return; where it rises while the true one falls, the model misleads it).
 Results: one JSON per run, ``transfer.md`` (tables), ``summary.json`` and ``transfer_<pair>.png`` (curves) in ``--out``.
 
 Run: ``python benchmarks/transfer.py --pair pendulum`` (2 processes with 1 torch thread each).
