@@ -324,7 +324,7 @@ def _score_table(
         )
         score_text = f"{scores.mean():.2f} ± {scores.std():.2f}" if len(scores) else "-"
         if 0 < len(scores) < len(seeds):  # some seeds have no oracle run yet
-            score_text += f" (seeds {', '.join(map(str, scored))} only)"
+            score_text += f" (seed{'s' if len(scored) > 1 else ''} {', '.join(map(str, scored))} only)"
         lines.append(
             f"| {name} | {len(seeds)} | {values.mean():.1f} ± {values.std():.1f} | "
             f"{', '.join(f'{value:.0f}' for value in values)} | {score_text} |"
