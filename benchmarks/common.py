@@ -16,6 +16,10 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
+#: Offset of the evaluation env's seed from the run's seed (``EvalCurve(..., seed=EVAL_SEED + seed)``), so that evaluation
+#: episodes start apart from the training env's.
+EVAL_SEED = 1000
+
 
 def zoo_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], int]:
     """Hyperparameters of rl_zoo3's tuned entry for ``env_id`` (constructor kwargs) and its ``n_timesteps``.

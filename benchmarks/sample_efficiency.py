@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import jsonable
+from common import EVAL_SEED, jsonable
 
 #: The benchmark grid: env -> (threshold, Dreamer's env-step budget, baseline algorithm, baseline budget).
 GOALS: dict[str, dict[str, Any]] = {
@@ -58,7 +58,8 @@ def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_
         cls, hyperparams = Dreamer, dict(DREAMER_HYPERPARAMS[env_id])
     else:
         cls, (hyperparams, _) = {"sac": SAC, "dqn": DQN}[algo], zoo_hyperparams(algo, env_id)
-    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, f"{algo} {env_id} seed {seed}", seed=1000 + seed)
+    label = f"{algo} {env_id} seed {seed}"
+    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, label, seed=EVAL_SEED + seed)
     model = cls("MlpPolicy", env_id, seed=seed, verbose=0, **hyperparams)
     model.learn(steps, callback=evaluate)
     curve = evaluate.curve

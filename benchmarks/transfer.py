@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import code_commit, jsonable
+from common import EVAL_SEED, code_commit, jsonable
 
 from sb3_dreamer.alignment.dtw import LABEL_MODES
 
@@ -87,9 +87,8 @@ PAIRS: dict[str, dict[str, Any]] = {
         dtw_kwargs={},
     ),
 }
-#: The evaluation env of a run's learning curve is seeded with ``EVAL_SEED + seed`` (apart from the training env's
-#: ``seed``); runs made at 62b58bb or earlier (their JSON's ``commit``) evaluated on an unseeded env.
-EVAL_SEED = 1000
+#: The evaluation env of a run's learning curve is seeded with ``common.EVAL_SEED + seed``; runs made at 62b58bb or
+#: earlier (their JSON's ``commit``) evaluated on an unseeded env.
 VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
 
 

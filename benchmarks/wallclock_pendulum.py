@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch as th
-from common import EvalCurve, zoo_hyperparams  # benchmarks/ is the script's folder
+from common import EVAL_SEED, EvalCurve, zoo_hyperparams  # benchmarks/ is the script's folder
 from sample_efficiency import DREAMER_HYPERPARAMS
 from stable_baselines3 import SAC
 from stable_baselines3.common.monitor import Monitor
@@ -30,7 +30,7 @@ def time_to_threshold(algo: str, seed: int, threshold: float, max_steps: int, ev
         model = Dreamer("MlpPolicy", env_id, seed=seed, **DREAMER_HYPERPARAMS[env_id])
     else:
         model = SAC("MlpPolicy", env_id, seed=seed, **zoo_hyperparams("sac", env_id)[0])
-    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, algo, stop_at=threshold, seed=1000 + seed)
+    evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, algo, stop_at=threshold, seed=EVAL_SEED + seed)
     model.learn(max_steps, callback=evaluate)
     last = evaluate.curve[-1] if evaluate.curve else {}
     return dict(
