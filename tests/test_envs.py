@@ -143,3 +143,15 @@ def test_importing_the_package_registers_the_pairs() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) == ENV_SPECS["PendulumTarget-v0"][1]["mass"] != 1.0
+
+
+def test_importing_the_package_registers_minatar() -> None:
+    # A fresh interpreter: Dreamer("CnnPolicy", "MinAtar/Breakout-v1") must work after `import sb3_dreamer` alone.
+    code = (
+        "import gymnasium, sb3_dreamer; from sb3_dreamer import Dreamer; "
+        "model = Dreamer('CnnPolicy', 'MinAtar/Breakout-v1', policy_kwargs=dict(model_size='debug')); "
+        "print(model.observation_space.shape)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(10, 10, 4)"

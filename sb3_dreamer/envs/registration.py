@@ -1,8 +1,13 @@
-"""Idempotent registration of the dynamic-gap env pairs under the ``sb3_dreamer`` gymnasium namespace."""
+"""Idempotent gymnasium registration: the dynamic-gap env pairs (``sb3_dreamer/...``) and MinAtar's games."""
+
+import importlib.util
 
 import gymnasium as gym
 
 NAMESPACE = "sb3_dreamer"
+
+#: Prefix of MinAtar's ids (``MinAtar/Breakout-v1``, ...). ``import minatar`` alone does not register them.
+MINATAR_NAMESPACE = "MinAtar"
 
 # id -> (entry point, default kwargs, max_episode_steps); kwargs passed to gymnasium.make override the defaults.
 ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
@@ -22,9 +27,10 @@ ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
 
 
 def register_envs() -> list[str]:
-    """Register every pair of :data:`ENV_SPECS` as ``sb3_dreamer/<name>``; ids already registered are left alone.
+    """Register every pair of :data:`ENV_SPECS` as ``sb3_dreamer/<name>`` and, when minatar is installed, MinAtar's
+    games as ``MinAtar/<Game>-v1``; ids already registered are left alone.
 
-    Safe to call any number of times (``plugins/`` and ``import sb3_dreamer.envs`` both call it). The Bullet envs are
+    Safe to call any number of times (``import sb3_dreamer`` and ``plugins/`` both call it). The Bullet envs are
     registered by entry-point string, so pybullet is imported only when such an env is made.
 
     :return: the ids registered by this call (empty if all were present)
@@ -36,4 +42,20 @@ def register_envs() -> list[str]:
             continue
         gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), max_episode_steps=max_episode_steps)
         added.append(env_id)
-    return added
+    return added + register_minatar_envs()
+
+
+def register_minatar_envs() -> list[str]:
+    """Register MinAtar's games through ``minatar.gym.register_envs()`` unless present or minatar is not installed.
+
+    :return: the ids registered by this call
+    """
+    if importlib.util.find_spec("minatar") is None or any(
+        env_id.startswith(f"{MINATAR_NAMESPACE}/") for env_id in gym.registry
+    ):
+        return []
+    import minatar.gym
+
+    before = set(gym.registry)
+    minatar.gym.register_envs()
+    return sorted(set(gym.registry) - before)
