@@ -6,6 +6,7 @@ as ``import pybullet_envs_gymnasium`` does for its envs.
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... gymnasium ids)
 from sb3_dreamer.alignment import DTWRewardWrapper, TrajectoryDataset, VecDTWRewardWrapper, record_trajectories
+from sb3_dreamer.common import LogProgressCallback, TrueRewardCallback
 from sb3_dreamer.dreamer import MODEL_SIZES, CnnPolicy, Dreamer, DreamerPolicy, MlpPolicy, MultiInputPolicy
 
 __version__ = "0.1.0"
@@ -16,9 +17,11 @@ __all__ = [
     "DTWRewardWrapper",
     "Dreamer",
     "DreamerPolicy",
+    "LogProgressCallback",
     "MlpPolicy",
     "MultiInputPolicy",
     "TrajectoryDataset",
+    "TrueRewardCallback",
     "VecDTWRewardWrapper",
     "__version__",
     "record_trajectories",

@@ -7,11 +7,16 @@ this entry point needs no files at all.
 from __future__ import annotations
 
 import argparse
-import json
+import inspect
 import sys
 from typing import Any
 
+import gymnasium as gym
+
+from sb3_dreamer.common.usage import UsageError, check_env_id, check_keys, json_object, run_cli
 from sb3_dreamer.dreamer import Dreamer
+
+PROG = "python -m sb3_dreamer"
 
 #: Default run: Pendulum-v1, the settings of ``benchmarks/sample_efficiency.py`` (see the README's results table).
 DEFAULT_CONFIG: dict[str, Any] = dict(
@@ -25,38 +30,77 @@ DEFAULT_CONFIG: dict[str, Any] = dict(
         learning_starts=1000,
     ),
 )
+#: Environment steps of ``--quick``: a short run that shows every stage (random warm-up, updates, save, evaluation).
+QUICK_TIMESTEPS = 2000
+#: Dreamer arguments that this command sets itself.
+RESERVED_ARGUMENTS = frozenset({"self", "policy", "env", "seed", "verbose", "_init_setup_model"})
+
+DESCRIPTION = f"""\
+Train Dreamer with an embedded default configuration, save it and evaluate it.
+
+Defaults: {DEFAULT_CONFIG["env"]}, {DEFAULT_CONFIG["n_timesteps"]} env steps, {DEFAULT_CONFIG["hyperparams"]}.
+On a 2-core CPU the default run takes about 20-45 minutes (most of it in the world-model updates);
+--quick ({QUICK_TIMESTEPS} steps) takes a few minutes and does not yet solve the task. The full rl-zoo
+workflow (train, enjoy, tune, plot) is the sb3-dreamer command."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default and keeps the description's line breaks."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, train with a progress bar, save the model and print its deterministic evaluation.
 
+    Mistakes (an unknown env id or Dreamer argument, bad JSON) are reported in one line with exit status 2.
+
     :param argv: command-line arguments (default: ``sys.argv[1:]``)
     :return: exit code
     """
-    parser = argparse.ArgumentParser(prog="python -m sb3_dreamer", description=__doc__)
+    args = _parser().parse_args(argv)
+    return run_cli(PROG, lambda: _train(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=_HelpFormatter)
     parser.add_argument("--env", default=DEFAULT_CONFIG["env"], help="gymnasium environment id")
-    parser.add_argument("-n", "--n-timesteps", type=int, default=DEFAULT_CONFIG["n_timesteps"], help="environment steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-path", default=None, help="model file (default: dreamer_<env>.zip)")
+    steps = parser.add_mutually_exclusive_group()
+    steps.add_argument("-n", "--n-timesteps", type=int, default=DEFAULT_CONFIG["n_timesteps"], help="environment steps")
+    steps.add_argument(
+        "--quick", action="store_true", help=f"a short run of {QUICK_TIMESTEPS} steps that checks the whole pipeline"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--save-path", default=argparse.SUPPRESS, help="model file (default: dreamer_<env>.zip)")
     parser.add_argument(
         "--hyperparams",
-        type=json.loads,
+        type=json_object,
         default={},
-        help="JSON overrides of the Dreamer arguments, e.g. '{\"train_freq\": 4}'",
+        help="JSON object of Dreamer arguments that override the embedded defaults, e.g. '{\"train_freq\": 4}'",
     )
     parser.add_argument("--eval-episodes", type=int, default=5, help="deterministic evaluation episodes after training")
-    parser.add_argument("-v", "--verbose", type=int, default=1)
-    args = parser.parse_args(argv)
+    parser.add_argument("-v", "--verbose", type=int, default=1, help="0: progress only, 1: SB3's training logs")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    n_timesteps = QUICK_TIMESTEPS if args.quick else args.n_timesteps
+    if n_timesteps <= 0:
+        raise UsageError(f"-n/--n-timesteps must be positive, got {n_timesteps}")
+    check_env_id(args.env)
+    accepted = set(inspect.signature(Dreamer.__init__).parameters) - RESERVED_ARGUMENTS
+    check_keys(args.hyperparams, accepted, "--hyperparams", "a Dreamer argument (see help(sb3_dreamer.Dreamer))")
     hyperparams = {**DEFAULT_CONFIG["hyperparams"], **args.hyperparams}
-    model = Dreamer(
-        "MultiInputPolicy" if _has_dict_obs(args.env) else "MlpPolicy",
-        args.env,
-        seed=args.seed,
-        verbose=args.verbose,
-        **hyperparams,
-    )
-    model.learn(args.n_timesteps, progress_bar=True)
-    save_path = args.save_path or f"dreamer_{args.env.replace('/', '_')}.zip"
+    try:
+        model = Dreamer(
+            "MultiInputPolicy" if _has_dict_obs(args.env) else "MlpPolicy",
+            args.env,
+            seed=args.seed,
+            verbose=args.verbose,
+            **hyperparams,
+        )
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"cannot build Dreamer on {args.env} with {hyperparams}: {error}") from None
+    model.learn(n_timesteps, progress_bar=True)
+    save_path = getattr(args, "save_path", None) or f"dreamer_{args.env.replace('/', '_')}.zip"
     model.save(save_path)
     print(f"Saved the model to {save_path}")
     if args.eval_episodes > 0:
@@ -68,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _has_dict_obs(env_id: str) -> bool:
-    import gymnasium as gym
-
     env = gym.make(env_id)
     try:
         return isinstance(env.observation_space, gym.spaces.Dict)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
+import pytest
+
+import sb3_dreamer.__main__
 from sb3_dreamer import Dreamer
 from sb3_dreamer.__main__ import DEFAULT_CONFIG, main
 
@@ -21,3 +25,51 @@ def test_main_trains_saves_and_evaluates(tmp_path, capsys) -> None:
     # The embedded defaults reach the model unless overridden.
     assert model.imagination_starts == DEFAULT_CONFIG["hyperparams"]["imagination_starts"]
     assert model.observation_space.shape == (3,)  # Pendulum-v1, the default env
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; did you mean CartPole-v1"),
+        (["--hyperparams", '{"trian_freq": 4}'], "--hyperparams: unknown key 'trian_freq' (did you mean 'train_freq'?)"),
+        (["--hyperparams", "{'train_freq': 4}"], "argument --hyperparams: not valid JSON"),
+        (["--hyperparams", "[1, 2]"], "argument --hyperparams: expected a JSON object"),
+        (["--hyperparams", '{"batch_size": -3}'], "cannot build Dreamer on Pendulum-v1"),
+        (["-n", "0"], "-n/--n-timesteps must be positive, got 0"),
+        (["-n", "10", "--quick"], "not allowed with argument"),
+    ],
+)
+def test_mistakes_are_one_line_errors(argv: list[str], message: str, capsys) -> None:
+    with contextlib.suppress(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("python -m sb3_dreamer: error:")]
+    assert len(lines) == 1, err
+
+
+def test_exit_status_of_a_mistake_is_2(capsys) -> None:
+    assert main(["--env", "CartPol-v1"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own errors exit with 2 as well
+        main(["--hyperparams", "{bad"])
+    assert exit_info.value.code == 2
+
+
+def test_help_shows_defaults_and_duration(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "(default: Pendulum-v1)" in out and "(default: 10000)" in out and "--quick" in out
+    assert "minutes" in out  # how long the default run takes
+
+
+def test_quick_sets_the_step_count(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sb3_dreamer.__main__, "QUICK_TIMESTEPS", 48)  # the wiring, not the real 2000 steps
+    path = tmp_path / "quick.zip"
+    overrides = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, train_freq=16)
+    code = main(["--quick", "--save-path", str(path), "--hyperparams", json.dumps(overrides), "--eval-episodes", "0"])
+    assert code == 0
+    assert Dreamer.load(path).num_timesteps == 48
+    # Output is not a terminal under pytest: progress comes as lines.
+    assert "step 48/48 (100 %)" in capsys.readouterr().out

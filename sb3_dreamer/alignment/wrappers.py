@@ -9,7 +9,7 @@ true final observation at episode end). Sign and scale are the source reward's f
 ``"source_reward_split"`` (the latter divided by the local time-warp ratio), <= 0 (negative squared normalised
 distance) for ``"tracking"`` and in (0, 1] for ``"tracking_exp"``. No alignment runs per step; alignment, labelling
 and refitting run when an episode ends, so the model used from the next step on may differ. The env's own reward is
-kept in ``info["original_reward"]``.
+kept in ``info["original_reward"]``, unless an inner wrapper (``RewardFree``) already put the true reward there.
 """
 
 import os
@@ -192,9 +192,10 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         flat = np.array(obs, dtype=np.float32).reshape(-1)  # a copy: envs may reuse their observation buffer
         learned = float(self.rewarder.predict(flat))  # also rejects NaN/inf observations with a ValueError
         self._episode_obs.append(flat)
-        self._episode_return += float(reward)
         info = dict(info)
-        info["original_reward"] = float(reward)
+        # An inner RewardFree (or another relabelling wrapper) already holds the true reward: keep it.
+        info.setdefault("original_reward", float(reward))
+        self._episode_return += float(info["original_reward"])
         if terminated or truncated:
             report = self.rewarder.end_episode(np.stack(self._episode_obs))
             _episode_info(info, report, self._episode_return)
@@ -270,8 +271,8 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         learned = self.rewarder.predict(reward_obs).astype(np.float32)
         for index in range(self.num_envs):
             self._episode_obs[index].append(reward_obs[index])
-            self._episode_returns[index] += float(rewards[index])
-            infos[index]["original_reward"] = float(rewards[index])
+            infos[index].setdefault("original_reward", float(rewards[index]))
+            self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
                 report = self.rewarder.end_episode(np.stack(self._episode_obs[index]))
                 _episode_info(infos[index], report, self._episode_returns[index])

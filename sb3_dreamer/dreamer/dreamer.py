@@ -12,6 +12,7 @@ import contextlib
 import io
 import pathlib
 import pickle
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Image
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -31,6 +33,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
+from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
 from sb3_dreamer.dreamer.distributions import twohot_loss, twohot_mean
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
@@ -340,14 +343,43 @@ class Dreamer(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfDreamer:
+        """Train for ``total_timesteps`` environment steps (SB3's ``learn``), with two additions.
+
+        - ``rollout/ep_true_rew_mean`` and ``rollout/ep_learned_rew_mean`` are logged when the env reports its true
+          reward in ``info["original_reward"]`` (reward-free and DTW-relabelled envs), see
+          :class:`~sb3_dreamer.common.TrueRewardCallback`.
+        - ``progress_bar=True`` with standard output that is not a terminal (a log file, a pipe) prints a line with
+          steps, steps/s and ETA every 10 seconds instead of a progress bar, which would show nothing until the end.
+
+        :param total_timesteps: environment steps to collect
+        :param callback: SB3 callback(s) called at every step
+        :param log_interval: episodes between two logger dumps
+        :param tb_log_name: name of the TensorBoard run
+        :param reset_num_timesteps: start the step count (and the logger's run) anew
+        :param progress_bar: show progress (a bar on a terminal, lines otherwise)
+        :return: the trained model
+        """
+        callbacks = [self._true_reward_callback]
+        if progress_bar and not sys.stdout.isatty():
+            callbacks.append(LogProgressCallback())
+            progress_bar = False
+        if callback is not None:
+            callbacks.insert(0, callback if isinstance(callback, BaseCallback) else CallbackList(callback))
         return super().learn(
             total_timesteps=total_timesteps,
-            callback=callback,
+            callback=CallbackList(callbacks),
             log_interval=log_interval,
             tb_log_name=tb_log_name,
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    @property
+    def _true_reward_callback(self) -> TrueRewardCallback:
+        """One :class:`TrueRewardCallback` per model, so its episode window outlives a single ``learn`` call."""
+        if getattr(self, "_true_reward_logger", None) is None:
+            self._true_reward_logger = TrueRewardCallback()
+        return self._true_reward_logger
 
     # Training ----------------------------------------------------------------------------------------------------------
 
@@ -603,7 +635,13 @@ class Dreamer(OffPolicyAlgorithm):
             raise ValueError(f"Could not load a Dreamer model from {path!r}: {type(error).__name__}: {error}") from error
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_latent", "actor_lr_schedule", "critic_lr_schedule"]
+        return [
+            *super()._excluded_save_params(),
+            "_last_latent",
+            "actor_lr_schedule",
+            "critic_lr_schedule",
+            "_true_reward_logger",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []

@@ -7,6 +7,7 @@ Reference implementation: https://github.com/danijar/dreamerv3. Tensors are laid
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,9 @@ class DreamerPolicy(BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
+        # predict() calls in a row without a state, and whether that was warned about (see _warn_stateless_predict)
+        self._stateless_predicts = 0
+        self._warned_stateless = False
         if model_size not in MODEL_SIZES:
             raise ValueError(f"Unknown model_size {model_size!r}; choose one of {sorted(MODEL_SIZES)}")
         size = dict(MODEL_SIZES[model_size])
@@ -333,16 +337,42 @@ class DreamerPolicy(BasePolicy):
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         n = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
         if state is None:
+            self._warn_stateless_predict(episode_start)
             state = self.initial_state(n)
             episode_start = np.ones(n, dtype=bool)
         elif len(state) != 3 or any(np.asarray(x).shape[0] != n for x in state):
             raise ValueError(f"state must be the (deter, stoch, prev_action) tuple returned by predict() for {n} observations")
+        else:
+            self._stateless_predicts = 0
         if episode_start is None:
             episode_start = np.zeros(n, dtype=bool)
         actions, next_state = self.act(obs_tensor, AgentState(*state), np.asarray(episode_start).reshape(n), deterministic)
         if not vectorized_env:
             actions = actions.squeeze(axis=0)
         return actions, tuple(next_state)
+
+    def _warn_stateless_predict(self, episode_start: np.ndarray | None) -> None:
+        """Warn once if ``predict`` is called again without a state, as in SAC's ``action, _ = model.predict(obs)`` loop.
+
+        Each such call starts the RSSM from its initial state, so the agent acts on one observation without the
+        history it was trained with, which plays much worse inside an episode. A first call without state (as in
+        ``evaluate_policy``) and calls that flag every observation as an episode start are not warned about.
+
+        :param episode_start: the ``episode_start`` argument of ``predict``
+        """
+        if episode_start is not None and np.all(episode_start):
+            return
+        self._stateless_predicts += 1
+        if self._stateless_predicts >= 2 and not self._warned_stateless:
+            self._warned_stateless = True
+            warnings.warn(
+                "Dreamer's policy is recurrent: predict() without `state` starts the world model's latent state "
+                "afresh at every call, which acts much worse inside an episode. Pass back the state that predict() "
+                "returns, with episode_start flags, as with RecurrentPPO: `action, state = model.predict(obs, "
+                "state=state, episode_start=episode_start)`. This warning is shown once.",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 MlpPolicy = DreamerPolicy

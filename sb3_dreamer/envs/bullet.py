@@ -18,7 +18,14 @@ Observation space, action space and reward function are those of the Bullet env,
 from typing import Any
 
 import numpy as np
-from pybullet_envs_gymnasium.gym_locomotion_envs import HalfCheetahBulletEnv, HopperBulletEnv
+
+try:
+    from pybullet_envs_gymnasium.gym_locomotion_envs import HalfCheetahBulletEnv, HopperBulletEnv
+except ImportError as error:  # the core install has no PyBullet: say which extra brings it
+    raise ImportError(
+        f"the Bullet env pairs (sb3_dreamer/Hopper..., sb3_dreamer/HalfCheetah...) need PyBullet ({error}): "
+        "pip install 'sb3-dreamer[bullet]'"
+    ) from error
 
 
 class _DynamicsGapMixin:

@@ -1,0 +1,6 @@
+"""Code shared by the subpackages and entry points: command-line checks and SB3 callbacks."""
+
+from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
+from sb3_dreamer.common.usage import UsageError, check_env_id, check_keys, json_object, run_cli
+
+__all__ = ["LogProgressCallback", "TrueRewardCallback", "UsageError", "check_env_id", "check_keys", "json_object", "run_cli"]
