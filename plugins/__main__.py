@@ -2,7 +2,7 @@
 
 import sys
 
-from sb3_dreamer_plugins.cli import main
+from sb3_dreamer_plugins.launcher import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -155,3 +155,19 @@ def test_importing_the_package_registers_minatar() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(10, 10, 4)"
+
+
+def test_minatar_registration_matches_minatar_and_does_not_import_it() -> None:
+    # Our ids, entry points and kwargs equal those of minatar.gym.register_envs(); import sb3_dreamer leaves minatar out.
+    code = (
+        "import sys, gymnasium as gym, sb3_dreamer\n"
+        "ours = {k: (v.entry_point, v.kwargs) for k, v in gym.registry.items() if k.startswith('MinAtar/')}\n"
+        "print('minatar' in sys.modules)\n"
+        "for k in list(ours): del gym.registry[k]\n"
+        "import minatar.gym; minatar.gym.register_envs()\n"
+        "theirs = {k: (v.entry_point, v.kwargs) for k, v in gym.registry.items() if k.startswith('MinAtar/')}\n"
+        "print(len(ours), ours == theirs)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "10", "True"]

@@ -1,6 +1,7 @@
 """Idempotent gymnasium registration: the dynamic-gap env pairs (``sb3_dreamer/...``) and MinAtar's games."""
 
 import importlib.util
+from pathlib import Path
 
 import gymnasium as gym
 
@@ -46,16 +47,29 @@ def register_envs() -> list[str]:
 
 
 def register_minatar_envs() -> list[str]:
-    """Register MinAtar's games through ``minatar.gym.register_envs()`` unless present or minatar is not installed.
+    """Register MinAtar's games as ``minatar.gym.register_envs()`` does, without importing minatar.
+
+    Importing minatar takes seconds (it imports seaborn and pandas), which every ``import sb3_dreamer`` would pay, so the
+    ids are registered by entry-point string (``minatar.gym:BaseEnv``) and minatar is imported when such an env is made.
+    The games are the modules of the installed ``minatar/environments`` folder; ids and kwargs follow
+    ``minatar.gym.register_envs`` (``MinAtar/<Game>-v0``: full action set, ``-v1``: minimal one), which
+    ``tests/test_envs.py`` checks against the real function. Nothing is registered when minatar is not installed or its
+    ids are present.
 
     :return: the ids registered by this call
     """
-    if importlib.util.find_spec("minatar") is None or any(
-        env_id.startswith(f"{MINATAR_NAMESPACE}/") for env_id in gym.registry
-    ):
+    spec = importlib.util.find_spec("minatar")
+    if spec is None or any(env_id.startswith(f"{MINATAR_NAMESPACE}/") for env_id in gym.registry):
         return []
-    import minatar.gym
-
-    before = set(gym.registry)
-    minatar.gym.register_envs()
-    return sorted(set(gym.registry) - before)
+    added = []
+    for location in spec.submodule_search_locations or []:
+        for module in sorted((Path(location) / "environments").glob("*.py")):
+            if module.stem.startswith("_"):
+                continue
+            name = module.stem.title().replace("_", "")
+            for version, minimal in (("v0", False), ("v1", True)):
+                env_id = f"{MINATAR_NAMESPACE}/{name}-{version}"
+                kwargs = dict(game=module.stem, use_minimal_action_set=minimal)
+                gym.register(id=env_id, entry_point="minatar.gym:BaseEnv", kwargs=kwargs)
+                added.append(env_id)
+    return added
