@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pytest
@@ -23,10 +24,13 @@ import rl_zoo3
 import tomllib
 import torch as th
 import yaml
+from huggingface_sb3 import EnvironmentName
 from rl_zoo3.callbacks import TrialEvalCallback
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+from rl_zoo3.utils import get_model_path
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import ResultsWriter
 
 from sb3_dreamer import Dreamer
 from sb3_dreamer_plugins import cli
@@ -309,6 +313,127 @@ def test_missing_storage_backend(
     assert cli.main(["train", "--env", "CartPole-v1", "-optimize", "--storage", url, "--study-name", "s"]) == 2
     error = capsys.readouterr().err
     assert f"driver '{driver}' is not installed" in error and "secret" not in error and "study.log" in error
+
+
+@pytest.fixture
+def log_folder(tmp_path: Path) -> Path:
+    """A log folder of train, faked: Pendulum-v1_1 with the final and the best model, CartPole-v1_2 with a checkpoint
+    only, and Acrobot-v1.zip in the algorithm folder itself (the layout of --exp-id -1)."""
+    runs = tmp_path / "logs" / "dreamer"
+    for model in ("Pendulum-v1_1/Pendulum-v1.zip", "Pendulum-v1_1/best_model.zip", "CartPole-v1_2/rl_model_100_steps.zip"):
+        (runs / model).parent.mkdir(parents=True, exist_ok=True)
+        (runs / model).write_bytes(b"")
+    (runs / "Acrobot-v1.zip").write_bytes(b"")
+    return tmp_path / "logs"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["--env", "MountainCar-v0"],
+            ["MountainCar-v0 has no run in {runs}", "CartPole-v1 (2), Pendulum-v1 (1)", "train --env MountainCar-v0 -f"],
+        ),
+        (["--env", "Pendulum-v1", "--exp-id", "3"], ["--exp-id 3: no folder {runs}/Pendulum-v1_3", "{runs}: 1 (--exp-id 0"]),
+        (["--env", "CartPole-v1"], ["{runs}/CartPole-v1_2/CartPole-v1.zip not found", "--load-checkpoint 100"]),
+        (["--env", "CartPole-v1", "--load-best"], ["--load-best: {runs}/CartPole-v1_2/best_model.zip not found"]),
+        (["--env", "Pendulum-v1", "--load-last-checkpoint"], ["--load-last-checkpoint: ", "(no option), --load-best"]),
+    ],
+)
+def test_enjoy_without_model_exits_with_one_line(
+    args: list[str], expected: list[str], log_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert cli.main(["enjoy", *args, "-f", str(log_folder), "--no-render"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("sb3-dreamer enjoy: error: ") and len(error.strip().splitlines()) == 1
+    for text in expected:
+        assert text.format(runs=log_folder / "dreamer") in error
+
+
+@pytest.mark.parametrize(
+    "env_id, exp_id, load_best, load_checkpoint, load_last_checkpoint, found",
+    [
+        ("Pendulum-v1", 0, False, None, False, True),
+        ("Pendulum-v1", 1, True, None, False, True),
+        ("Pendulum-v1", 0, False, None, True, False),
+        ("CartPole-v1", 0, False, None, False, False),
+        ("CartPole-v1", 0, False, 100, False, True),
+        ("CartPole-v1", 2, False, None, True, True),
+        ("CartPole-v1", 2, False, 50, False, False),
+        ("CartPole-v1", 1, False, None, False, False),
+        ("Acrobot-v1", -1, False, None, False, True),
+        ("Acrobot-v1", 0, False, None, False, True),  # no Acrobot-v1_<N>: the zoo looks in the algorithm folder
+        ("MountainCar-v0", 0, False, None, False, False),
+    ],
+)
+def test_enjoy_check_agrees_with_the_zoo(
+    env_id: str,
+    exp_id: int,
+    load_best: bool,
+    load_checkpoint: int | None,
+    load_last_checkpoint: bool,
+    found: bool,
+    log_folder: Path,
+) -> None:
+    """cli.check_model accepts exactly what rl_zoo3.utils.get_model_path finds."""
+    options = argparse.Namespace(
+        exp_id=exp_id, load_best=load_best, load_checkpoint=load_checkpoint, load_last_checkpoint=load_last_checkpoint
+    )
+    zoo_args = (exp_id, str(log_folder), "dreamer", EnvironmentName(env_id), load_best, load_checkpoint, load_last_checkpoint)
+    if found:
+        get_model_path(*zoo_args)
+        cli.check_model(options, str(log_folder), "dreamer", env_id)
+    else:
+        with pytest.raises((AssertionError, ValueError)):
+            get_model_path(*zoo_args)
+        with pytest.raises(cli.UsageError):
+            cli.check_model(options, str(log_folder), "dreamer", env_id)
+
+
+def test_plot_train_with_fewer_episodes_than_the_window(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    writer = ResultsWriter(str(tmp_path / "logs" / "dreamer" / "CartPole-v1_1" / "0"), header={"t_start": 0.0})
+    for episode in range(63):
+        writer.write_row({"r": float(episode), "l": 10 + episode, "t": 0.1 * episode})
+    writer.close()
+    output = tmp_path / "curve.png"
+    args = ["plot_train", "-a", "dreamer", "-e", "CartPole-v1", "-f", str(tmp_path / "logs")]
+    for extra in (["-o", str(output)], []):  # saving or showing the figure
+        assert cli.main([*args, *extra]) == 2
+        captured = capsys.readouterr()
+        assert "Saved" not in captured.out and len(captured.err.strip().splitlines()) == 1
+        assert captured.err.startswith("sb3-dreamer plot_train: error: ")
+        for text in ("at most 63 episodes", "window -w 100", "pass e.g. -w 6"):
+            assert text in captured.err
+    assert not output.exists()
+    plt.close("all")  # the zoo draws into the open figure of its title, if any
+    assert cli.main([*args, "-w", "6", "-o", str(output)]) == 0  # the suggested window draws the curve
+    assert len(plt.gcf().axes[0].lines) == 1 and output.is_file()
+    plt.close("all")
+
+
+def test_help_is_plain_text(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "``" not in help_text and ":mod:" not in help_text
+    for text in ("train", "enjoy", "plot_train", "all_plots", "plot_from_file", "sb3-dreamer <script> -h"):
+        assert text in help_text
+    assert "train and enjoy use --algo dreamer" in help_text and f"\n  {cli.default_config_path()}\n" in help_text
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err == help_text
+
+
+@pytest.mark.parametrize(
+    "script, expected",
+    [("train", ["train --algo dreamer reads {config}", "unless -conf/--conf-file"]), ("enjoy", ["-f must be the log folder"])],
+)
+def test_script_help_names_the_defaults(script: str, expected: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([script, "--env", "CartPol-v1", "-h"])  # help, as argparse gives it, despite the unknown env id
+    assert exit_info.value.code == 0
+    output = capsys.readouterr().out
+    assert output.startswith("sb3-dreamer: --algo defaults to dreamer") and f"usage: sb3-dreamer {script}" in output
+    for text in expected:
+        assert text.format(config=cli.default_config_path()) in output
 
 
 # Helpers -----------------------------------------------------------------------------------------------------------
