@@ -403,3 +403,83 @@ def test_load_rejects_missing_file_and_bad_content(tmp_path) -> None:
         np.savez(path, **arrays)
         with pytest.raises(ValueError, match=message):
             TrajectoryDataset.load(path)
+
+
+def test_dataset_repr_is_one_short_line(tmp_path) -> None:
+    dataset = make_dataset(n_episodes=3, length=200)
+    text = repr(dataset)
+    assert "\n" not in text and len(text) < 300, text
+    for part in (
+        "3 episodes",
+        "600 steps (200-200 per episode)",
+        "obs_dim=3",
+        "actions float64 (1,)",
+        "rewards",
+        "env_id='Test-v0'",
+    ):
+        assert part in text, (part, text)
+    loaded = TrajectoryDataset.load(dataset.save(tmp_path / "ref.npz"))
+    assert str(loaded).endswith(f"path={str(tmp_path / 'ref.npz')!r})")
+    assert loaded.path == str(tmp_path / "ref.npz") and "path" not in repr(dataset)
+
+
+def test_observation_dim_mismatch_names_file_and_envs(tmp_path) -> None:
+    from gymnasium import spaces
+
+    path = make_dataset().save(tmp_path / "ref.npz")
+    loaded = TrajectoryDataset.load(path)
+    loaded.check_observation_space(spaces.Box(-1, 1, (3,)), "Same-v0")  # the right dimension passes
+    with pytest.raises(ValueError) as error:
+        loaded.check_observation_space(spaces.Box(-1, 1, (4,)), "CartPole-v1")
+    message = str(error.value)
+    for part in (repr(path), "recorded on 'Test-v0'", "3-dim observations", "env 'CartPole-v1'", "observation shape (4,)"):
+        assert part in message, (part, message)
+    with pytest.raises(ValueError, match=r"the reference dataset \(recorded on 'Test-v0'\) has 3-dim"):
+        make_dataset().check_observation_space(spaces.Box(-1, 1, (5,)))
+    with pytest.raises(ValueError, match=r"env 'Img-v0' has observation space .*needs a 1-D Box.*ref\.npz"):
+        loaded.check_observation_space(spaces.Box(0, 255, (3, 1), np.uint8), "Img-v0")
+    # load_reference (used by the reward wrappers) runs the same check when given the env's space.
+    from sb3_dreamer.alignment.rewarder import load_reference
+
+    assert load_reference(path, spaces.Box(-1, 1, (3,)), "Same-v0").path == path
+    with pytest.raises(
+        ValueError, match=r"ref\.npz' \(recorded on 'Test-v0'\) has 3-dim.*env 'CartPole-v1' has observation shape \(4,\)"
+    ):
+        load_reference(path, spaces.Box(-1, 1, (4,)), "CartPole-v1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "description"),
+    [
+        ("text", "it is a text file, not a zip archive"),
+        ("empty", "it is empty (0 bytes)"),
+        ("truncated", "it is truncated or corrupt"),
+        ("npy", "it holds a single .npy array (numpy.save)"),
+        ("pickle", "it is a Python pickle"),
+        ("binary", "it is a binary file that is not a zip archive"),
+    ],
+)
+def test_load_of_a_file_that_is_not_a_reference_says_so(tmp_path, kind: str, description: str) -> None:
+    import pickle
+
+    path = tmp_path / "ref.npz"
+    if kind == "text":
+        path.write_text("step,obs,reward\n0,0.1,1.0\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        data = open(make_dataset(length=200).save(tmp_path / "full.npz"), "rb").read()
+        path.write_bytes(data[: len(data) // 3])
+    elif kind == "npy":
+        with open(path, "wb") as file:
+            np.save(file, np.zeros(3))
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"observations": [1, 2]}))
+    else:
+        path.write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError) as error:
+        TrajectoryDataset.load(path)
+    message = str(error.value)
+    assert message.startswith(f"reference file {str(path)!r} is not a valid .npz archive: {description}"), message
+    assert "written by TrajectoryDataset.save or record_trajectories" in message
+    assert "allow_pickle" not in message and "pickled" not in message

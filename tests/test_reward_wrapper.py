@@ -175,10 +175,24 @@ def test_refit_data_with_and_without_reference_anchor(reference_path: str, ancho
 
 
 def test_mismatched_dim_raises(reference_path: str) -> None:
-    with pytest.raises(ValueError, match="observation dim mismatch: the env observes 4 dims, the reference 3"):
+    # The message names the reference file, the env it was recorded on, and the env it is used with.
+    message = (
+        rf"observation dim mismatch: reference file '{reference_path}' \(recorded on 'sb3_dreamer/PendulumSource-v0'\) "
+        r"has 3-dim observations, but env '{}' has observation shape \(4,\)"
+    )
+    with pytest.raises(ValueError, match=message.format("sb3_dreamer/CartPoleSource-v0")):
         DTWRewardWrapper(gym.make("sb3_dreamer/CartPoleSource-v0"), reference_path)
-    with pytest.raises(ValueError, match="observation dim mismatch"):
+    with pytest.raises(ValueError, match=message.format("CartPole-v1")):
         VecDTWRewardWrapper(DummyVecEnv([lambda: gym.make("CartPole-v1")]), reference_path)
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"", "it is empty"), (b"step,reward\n1,0.5\n", "it is a text file")])
+def test_load_state_of_a_bad_file_names_it(tmp_path, reference_path: str, content: bytes, message: str) -> None:
+    env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, seed=0, **FAST)
+    path = tmp_path / "state.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"wrapper state file '{path}' is not a valid .npz archive: {message}.*save_state"):
+        env.load_state(path)
 
 
 @pytest.mark.parametrize(

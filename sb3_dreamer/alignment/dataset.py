@@ -21,6 +21,9 @@ key                  dtype / shape    meaning
 ``observation_space`` str, ()         ``repr`` of the observation space
 ``action_space``     str, ()          ``repr`` of the action space
 ==================== ================ =========================================================
+
+A file that is not such an archive (a text file, a single ``.npy`` array, a pickle, an empty or truncated file) is
+rejected by :meth:`TrajectoryDataset.load` with a ``ValueError`` that names the file and says what it holds instead.
 """
 
 import dataclasses
@@ -38,6 +41,7 @@ FORMAT_VERSION = 1
 _KNOWN_VERSIONS = (1,)
 _ARRAY_KEYS = ("observations", "next_observations", "actions", "rewards", "episode_lengths", "terminated")
 _STRING_KEYS = ("env_id", "observation_space", "action_space")
+_NOT_A_DATASET = "expected an .npz archive written by TrajectoryDataset.save or record_trajectories(...).save()"
 
 
 class Episode(NamedTuple):
@@ -70,6 +74,7 @@ class TrajectoryDataset:
     :param env_id: gymnasium id of the environment ("" if unknown)
     :param observation_space: ``repr`` of the observation space
     :param action_space: ``repr`` of the action space
+    :param path: the file the dataset was read from by :meth:`load` ("" otherwise); shown in error messages, not saved
     """
 
     observations: np.ndarray
@@ -81,6 +86,7 @@ class TrajectoryDataset:
     env_id: str = ""
     observation_space: str = ""
     action_space: str = ""
+    path: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
         self.observations = np.asarray(self.observations, dtype=np.float32)
@@ -89,12 +95,61 @@ class TrajectoryDataset:
         self.rewards = np.asarray(self.rewards, dtype=np.float64)
         self.episode_lengths = np.asarray(self.episode_lengths, dtype=np.int64)
         self.terminated = np.asarray(self.terminated, dtype=bool)
-        self.env_id, self.observation_space, self.action_space = (
+        self.env_id, self.observation_space, self.action_space, self.path = (
             str(self.env_id),
             str(self.observation_space),
             str(self.action_space),
+            os.fspath(self.path),
         )
         self._validate()
+
+    def __repr__(self) -> str:
+        """One line: episodes, steps, observation dim, actions, rewards, recording env and file (never the arrays)."""
+        lengths = self.episode_lengths
+        returns = np.add.reduceat(self.rewards, np.concatenate(([0], np.cumsum(lengths)[:-1])))
+        parts = [
+            f"{self.n_episodes} episodes",
+            f"{len(self.observations)} steps ({int(lengths.min())}-{int(lengths.max())} per episode)",
+            f"obs_dim={self.obs_dim}",
+            f"actions {self.actions.dtype} {self.actions.shape[1:]}",
+            f"rewards (episode return {float(returns.mean()):.4g} mean, {float(returns.min()):.4g} to "
+            f"{float(returns.max()):.4g})",
+            f"{int(self.terminated.sum())} terminated",
+            f"env_id={self.env_id!r}" if self.env_id else "env_id unknown",
+        ]
+        if self.path:
+            parts.append(f"path={self.path!r}")
+        return f"TrajectoryDataset({', '.join(parts)})"
+
+    def describe(self) -> str:
+        """Where the dataset comes from, for error messages.
+
+        :return: e.g. ``"reference file 'ref.npz' (recorded on 'Pendulum-v1')"``
+        """
+        origin = f"reference file {self.path!r}" if self.path else "the reference dataset"
+        recorded = f"recorded on {self.env_id!r}" if self.env_id else "recording env unknown"
+        return f"{origin} ({recorded})"
+
+    def check_observation_space(self, observation_space: spaces.Space, env_id: str = "") -> None:
+        """Check that an env's observations are 1-D Box vectors of the reference's dimension (what the DTW reward needs).
+
+        :param observation_space: the env's observation space
+        :param env_id: the env's gymnasium id, for the message ("" if unknown)
+        :raises ValueError: naming the reference file, the env it was recorded on, the env and its observation shape
+        """
+        shape = getattr(observation_space, "shape", None)
+        if isinstance(observation_space, spaces.Box) and shape == (self.obs_dim,):
+            return
+        env = f"env {env_id!r}" if env_id else "the env"
+        if not isinstance(observation_space, spaces.Box) or shape is None or len(shape) != 1:
+            raise ValueError(
+                f"{env} has observation space {observation_space}; the DTW reward needs a 1-D Box observation space "
+                f"like that of {self.describe()}, which has {self.obs_dim}-dim observations"
+            )
+        raise ValueError(
+            f"observation dim mismatch: {self.describe()} has {self.obs_dim}-dim observations, but {env} has "
+            f"observation shape {shape}; record the reference on an env whose observations have the target's shape"
+        )
 
     def _validate(self) -> None:
         """Check shapes, dtypes and values; raise ``ValueError`` naming the first problem found."""
@@ -178,17 +233,18 @@ class TrajectoryDataset:
         :param path: ``.npz`` file
         :return: the dataset
         :raises FileNotFoundError: if the file does not exist
-        :raises ValueError: naming the file, if it is empty, not a valid npz archive (corrupt or truncated), of an
-            unknown format version, misses keys, or holds inconsistent or non-finite data
+        :raises ValueError: naming the file, if it is empty, not a valid npz archive (a text file, a ``.npy`` array,
+            corrupt or truncated), of an unknown format version, misses keys, or holds inconsistent or non-finite data
         """
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"reference file {path!r} does not exist")
-        if os.path.getsize(path) == 0:
-            raise ValueError(f"reference file {path!r} is empty")
-        contents = _read_npz(path)
+        contents = read_npz(path)
         if "format_version" not in contents:
-            raise ValueError(f"reference file {path!r} has no 'format_version' field: not a TrajectoryDataset file")
+            raise ValueError(
+                f"reference file {path!r} is an .npz archive without a 'format_version' field: {_NOT_A_DATASET} "
+                f"(it holds {sorted(contents)[:6]})"
+            )
         version = int(contents["format_version"])
         if version not in _KNOWN_VERSIONS:
             raise ValueError(f"reference file {path!r} has format_version {version}, known versions: {_KNOWN_VERSIONS}")
@@ -198,21 +254,55 @@ class TrajectoryDataset:
         fields = {key: contents[key] for key in _ARRAY_KEYS}
         fields.update({key: str(contents[key]) for key in _STRING_KEYS})
         try:
-            return cls(**fields)
+            return cls(**fields, path=path)
         except ValueError as exc:
             raise ValueError(f"reference file {path!r} is invalid: {exc}") from exc
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` file eagerly (npz members are decompressed lazily, so truncation shows late)."""
+def read_npz(path: str, what: str = "reference file", expected: str = "") -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file eagerly (npz members are decompressed lazily, so truncation shows late).
+
+    :param path: the file
+    :param what: what the file is meant to be, for the message (e.g. ``"reference file"``)
+    :param expected: what a valid file is, for the message (default: an archive of :class:`TrajectoryDataset`)
+    :return: its arrays by name
+    :raises ValueError: naming the file and what it holds, if it is not a readable ``.npz`` archive
+    """
+    expected = f"expected {expected}" if expected else _NOT_A_DATASET
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    with open(path, "rb") as file:
+        head = file.read(512)
+    problem = _not_a_zip(head)
+    if problem is not None:
+        raise ValueError(f"{what} {path!r} is not a valid .npz archive: {problem}; {expected}")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("the file holds a single .npy array, not an .npz archive")
-        with archive:
+        with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"file {path!r} is not a valid .npz archive (corrupt or truncated?): {exc}") from exc
+        raise ValueError(
+            f"{what} {path!r} is not a valid .npz archive: it is truncated or corrupt "
+            f"({type(exc).__name__}: {exc}); {expected}"
+        ) from exc
+
+
+def _not_a_zip(head: bytes) -> str | None:
+    """Say what a file is if its first bytes are not a zip archive's (an ``.npz`` file is a zip archive).
+
+    :param head: the file's first bytes
+    :return: a description such as ``"it is empty"``, or None for a zip archive
+    """
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return None
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it holds a single .npy array (numpy.save), not an .npz archive"
+    if head.startswith(b"\x80"):
+        return "it is a Python pickle, not an .npz archive"
+    if b"\x00" in head:
+        return "it is a binary file that is not a zip archive"
+    return "it is a text file, not a zip archive"
 
 
 def _flatten_obs(observation: Any, name: str) -> np.ndarray:

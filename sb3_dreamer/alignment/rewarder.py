@@ -13,7 +13,7 @@ the store once enough new labels have arrived.
 import os
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from sb3_dreamer.alignment.dtw import (
     validate_sequence,
 )
 from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
+
+if TYPE_CHECKING:
+    from gymnasium.spaces import Space
 
 STATE_VERSION = 1
 
@@ -49,17 +52,28 @@ class EpisodeReport(NamedTuple):
     kept: np.ndarray
 
 
-def load_reference(reference: "TrajectoryDataset | str | os.PathLike") -> TrajectoryDataset:
-    """Return ``reference`` if it is a dataset, else load it from a ``.npz`` path.
+def load_reference(
+    reference: "TrajectoryDataset | str | os.PathLike", observation_space: "Space | None" = None, env_id: str = ""
+) -> TrajectoryDataset:
+    """Return ``reference`` if it is a dataset, else load it from a ``.npz`` path; optionally check an env against it.
 
     :param reference: dataset or path
+    :param observation_space: the observation space of the env the reward is for; if given, it must be a 1-D Box of
+        the reference's dimension (:meth:`TrajectoryDataset.check_observation_space`)
+    :param env_id: that env's gymnasium id, named in the error message ("" if unknown)
     :return: the dataset
+    :raises ValueError: naming the reference file, the env it was recorded on, the env and its observation shape, if
+        the observation space does not fit
     """
     if isinstance(reference, TrajectoryDataset):
-        return reference
-    if isinstance(reference, str | os.PathLike):
-        return TrajectoryDataset.load(reference)
-    raise TypeError(f"reference must be a TrajectoryDataset or a path, got {type(reference).__name__}")
+        dataset = reference
+    elif isinstance(reference, str | os.PathLike):
+        dataset = TrajectoryDataset.load(reference)
+    else:
+        raise TypeError(f"reference must be a TrajectoryDataset or a path, got {type(reference).__name__}")
+    if observation_space is not None:
+        dataset.check_observation_space(observation_space, env_id)
+    return dataset
 
 
 class DTWRewarder:

@@ -18,22 +18,18 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from sb3_dreamer.alignment.dataset import TrajectoryDataset
+from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
 from sb3_dreamer.alignment.rewarder import DTWRewarder, EpisodeReport, load_reference
 
 
-def _check_space(observation_space: spaces.Space, obs_dim: int) -> None:
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        raise ValueError(f"DTW reward wrappers need a 1-D Box observation space, got {observation_space}")
-    if observation_space.shape[0] != obs_dim:
-        raise ValueError(
-            f"observation dim mismatch: the env observes {observation_space.shape[0]} dims, the reference {obs_dim}"
-        )
+def _vec_env_id(venv: VecEnv) -> str:
+    """The gymnasium id of a VecEnv's first env, or "" (for error messages only)."""
+    spec = venv.get_attr("spec", [0])[0] if venv.num_envs > 0 else None
+    return spec.id if spec is not None else ""
 
 
 def _check_obs(obs: Any, obs_dim: int) -> np.ndarray:
@@ -61,8 +57,7 @@ def _save_npz(path: str | os.PathLike, state: dict[str, np.ndarray]) -> str:
 
 
 def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(os.fspath(path), allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
+    return read_npz(os.fspath(path), "wrapper state file", "an .npz file written by save_state or AlignmentCheckpointCallback")
 
 
 class _StateFileMixin:
@@ -146,8 +141,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(env)
-        dataset = load_reference(reference)
-        _check_space(env.observation_space, dataset.obs_dim)
+        dataset = load_reference(reference, env.observation_space, env.spec.id if env.spec is not None else "")
         self.rewarder = DTWRewarder(
             dataset,
             label_mode=label_mode,
@@ -240,8 +234,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
 
     def __init__(self, venv: VecEnv, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:
         super().__init__(venv)
-        dataset = load_reference(reference)
-        _check_space(venv.observation_space, dataset.obs_dim)
+        dataset = load_reference(reference, venv.observation_space, _vec_env_id(venv))
         self.rewarder = DTWRewarder(dataset, **rewarder_kwargs)
         self._episode_obs: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
