@@ -61,7 +61,8 @@ def test_predict_single_batch_and_state_threading(pendulum) -> None:
     actions, state = model.predict(batch, deterministic=True)
     assert actions.shape == (4, 1) and [s.shape[0] for s in state] == [4, 4, 4]
     # Carrying the state changes the prediction; an episode start resets it.
-    fresh, _ = model.predict(batch, deterministic=True)
+    with pytest.warns(UserWarning, match="policy is recurrent"):  # a second stateless call with the same batch
+        fresh, _ = model.predict(batch, deterministic=True)
     carried, _ = model.predict(batch, state=state, episode_start=np.zeros(4, dtype=bool), deterministic=True)
     reset, _ = model.predict(batch, state=state, episode_start=np.ones(4, dtype=bool), deterministic=True)
     np.testing.assert_array_equal(fresh, reset)

@@ -23,7 +23,7 @@ import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Image
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -363,8 +363,10 @@ class Dreamer(OffPolicyAlgorithm):
         if progress_bar and not sys.stdout.isatty():
             callbacks.append(LogProgressCallback())
             progress_bar = False
-        if callback is not None:
-            callbacks.insert(0, callback if isinstance(callback, BaseCallback) else CallbackList(callback))
+        if isinstance(callback, list):
+            callbacks.insert(0, CallbackList(callback))
+        elif callback is not None:  # a BaseCallback, or a function of (locals, globals) as SB3 accepts
+            callbacks.insert(0, callback if isinstance(callback, BaseCallback) else ConvertCallback(callback))
         return super().learn(
             total_timesteps=total_timesteps,
             callback=CallbackList(callbacks),

@@ -146,6 +146,7 @@ class DreamerPolicy(BasePolicy):
         super().__init__(observation_space, action_space, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
         # predict() calls in a row without a state, and whether that was warned about (see _warn_stateless_predict)
         self._stateless_predicts = 0
+        self._stateless_n_obs: int | None = None
         self._warned_stateless = False
         if model_size not in MODEL_SIZES:
             raise ValueError(f"Unknown model_size {model_size!r}; choose one of {sorted(MODEL_SIZES)}")
@@ -337,7 +338,7 @@ class DreamerPolicy(BasePolicy):
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         n = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
         if state is None:
-            self._warn_stateless_predict(episode_start)
+            self._warn_stateless_predict(episode_start, n)
             state = self.initial_state(n)
             episode_start = np.ones(n, dtype=bool)
         elif len(state) != 3 or any(np.asarray(x).shape[0] != n for x in state):
@@ -351,18 +352,22 @@ class DreamerPolicy(BasePolicy):
             actions = actions.squeeze(axis=0)
         return actions, tuple(next_state)
 
-    def _warn_stateless_predict(self, episode_start: np.ndarray | None) -> None:
+    def _warn_stateless_predict(self, episode_start: np.ndarray | None, n_obs: int) -> None:
         """Warn once if ``predict`` is called again without a state, as in SAC's ``action, _ = model.predict(obs)`` loop.
 
         Each such call starts the RSSM from its initial state, so the agent acts on one observation without the
-        history it was trained with, which plays much worse inside an episode. A first call without state (as in
-        ``evaluate_policy``) and calls that flag every observation as an episode start are not warned about.
+        history it was trained with, which plays much worse inside an episode. Not warned about: a first call without
+        state (as in ``evaluate_policy``), calls that flag every observation as an episode start, and a call whose
+        number of observations differs from the previous one's (not a stepping loop).
 
         :param episode_start: the ``episode_start`` argument of ``predict``
+        :param n_obs: the number of observations of this call
         """
         if episode_start is not None and np.all(episode_start):
             return
-        self._stateless_predicts += 1
+        same_batch = n_obs == self._stateless_n_obs
+        self._stateless_n_obs = n_obs
+        self._stateless_predicts = self._stateless_predicts + 1 if same_batch else 1
         if self._stateless_predicts >= 2 and not self._warned_stateless:
             self._warned_stateless = True
             warnings.warn(
