@@ -39,8 +39,9 @@ DESCRIPTION = f"""\
 Train Dreamer with an embedded default configuration, save it and evaluate it.
 
 Defaults: {DEFAULT_CONFIG["env"]}, {DEFAULT_CONFIG["n_timesteps"]} env steps, {DEFAULT_CONFIG["hyperparams"]}.
-On a 2-core CPU the default run takes about 20-45 minutes (most of it in the world-model updates);
---quick ({QUICK_TIMESTEPS} steps) takes a few minutes and does not yet solve the task. The full rl-zoo
+On an idle 2-core CPU the default run takes about 30 minutes (~6 env steps/s once the updates start);
+--quick ({QUICK_TIMESTEPS} steps) takes about 3.5 minutes and does not yet solve the task. Other processes
+on the same cores slow it down many times over. The full rl-zoo
 workflow (train, enjoy, tune, plot) is the sb3-dreamer command."""
 
 
