@@ -6,6 +6,8 @@ import torch as th
 
 from sb3_dreamer.dreamer import lambda_return
 from sb3_dreamer.dreamer.distributions import (
+    gumbel_noise,
+    sample_onehot,
     symexp,
     symlog,
     twohot_bins,
@@ -53,3 +55,43 @@ def test_lambda_return_hand_computed() -> None:
     # lambda = 0: one-step TD targets; lambda = 1: Monte-Carlo return bootstrapped at the end.
     th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, 0.0), th.tensor([[21.0], [32.0]]))
     th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, 1.0), th.tensor([[33.0], [32.0]]))
+
+
+def test_fast_twohot_loss_and_mean_equal_the_dense_formulas() -> None:
+    # The gather form of the loss and the matmul form of the mean compute Eq. 9-10 as written with (..., K) one-hots.
+    th.manual_seed(0)
+    bins = twohot_bins(255)
+    logits = th.randn(15, 64, 255, requires_grad=True)
+    target = th.cat([th.randn(15, 60) * 50, th.tensor([[1e9, -1e9, 0.0, 20.0]]).expand(15, 4)], dim=1)
+    dense = -(twohot_encode(symlog(target), bins) * logits.log_softmax(-1)).sum(-1)
+    fast = twohot_loss(logits, target, bins)
+    th.testing.assert_close(fast, dense, rtol=1e-5, atol=1e-5)
+    (dense_grad,) = th.autograd.grad(dense.sum(), logits)
+    (fast_grad,) = th.autograd.grad(fast.sum(), logits)
+    th.testing.assert_close(fast_grad, dense_grad, rtol=1e-5, atol=1e-6)
+    th.testing.assert_close(twohot_mean(logits, bins), symexp((logits.softmax(-1) * bins).sum(-1)))
+
+
+def test_fast_unimix_equals_the_plain_softmax_and_its_gradient() -> None:
+    th.manual_seed(0)
+    for shape in [(256, 16, 8), (64, 32, 32), (7, 3), (5,)]:
+        logits = (th.randn(shape) * 3).requires_grad_(True)
+        plain = ((1 - 0.01) * logits.softmax(-1) + 0.01 / shape[-1]).log()
+        fast = unimix_logits(logits, 0.01)
+        th.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+        weights = th.randn(shape)
+        (plain_grad,) = th.autograd.grad((plain * weights).sum(), logits)
+        (fast_grad,) = th.autograd.grad((fast * weights).sum(), logits)
+        th.testing.assert_close(fast_grad, plain_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_onehot_sample_is_the_gumbel_argmax_with_straight_through_gradient() -> None:
+    th.manual_seed(0)
+    log_probs = unimix_logits(th.randn(128, 16, 8), 0.01).requires_grad_(True)
+    noise = gumbel_noise(log_probs.shape)
+    sample = sample_onehot(log_probs, straight_through=True, noise=noise)
+    expected = th.nn.functional.one_hot((log_probs.detach() + noise).argmax(-1), 8).float()
+    th.testing.assert_close(sample.detach(), expected)  # up to the rounding of + p - sg(p)
+    assert th.equal(sample_onehot(log_probs, straight_through=False, noise=noise), expected)
+    (grad,) = th.autograd.grad((sample * th.arange(8.0)).sum(), log_probs)
+    th.testing.assert_close(grad, log_probs.exp().detach() * th.arange(8.0))  # d(p . w)/d(log p) = p * w

@@ -41,6 +41,20 @@ def twohot_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> 
     return th.linspace(low, high, num_bins)
 
 
+def _twohot_indices(x: th.Tensor, bins: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """The two neighbouring bins of each scalar and the weight of the upper one (DreamerV3, Eq. 9).
+
+    :param x: tensor of any shape (...), in the bins' space
+    :param bins: sorted bin centres, shape (K,)
+    :return: ``(below, above, weight_above)``, each of shape (...)
+    """
+    x = x.clamp(bins[0], bins[-1])
+    above = th.searchsorted(bins, x.detach().contiguous(), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    low, high = bins[below], bins[above]
+    return below, above, ((x - low) / (high - low)).clamp(0.0, 1.0)
+
+
 def twohot_encode(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
     """Two-hot encoding of scalars that already live in the bins' space (DreamerV3, Eq. 9).
 
@@ -51,11 +65,7 @@ def twohot_encode(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
     :param bins: sorted bin centres, shape (K,)
     :return: tensor of shape (..., K) whose rows sum to one
     """
-    x = x.clamp(bins[0], bins[-1])
-    above = th.searchsorted(bins, x.detach().contiguous(), right=True).clamp(1, len(bins) - 1)
-    below = above - 1
-    low, high = bins[below], bins[above]
-    weight_above = ((x - low) / (high - low)).clamp(0.0, 1.0)
+    below, above, weight_above = _twohot_indices(x, bins)
     encoded = F.one_hot(below, len(bins)).to(x.dtype) * (1.0 - weight_above).unsqueeze(-1)
     encoded = encoded + F.one_hot(above, len(bins)).to(x.dtype) * weight_above.unsqueeze(-1)
     return encoded
@@ -68,7 +78,7 @@ def twohot_mean(logits: th.Tensor, bins: th.Tensor) -> th.Tensor:
     :param bins: bin centres in symlog space, shape (K,)
     :return: tensor of shape (...)
     """
-    return symexp((logits.softmax(-1) * bins).sum(-1))
+    return symexp(logits.softmax(-1) @ bins)
 
 
 def twohot_loss(logits: th.Tensor, target: th.Tensor, bins: th.Tensor) -> th.Tensor:
@@ -79,7 +89,12 @@ def twohot_loss(logits: th.Tensor, target: th.Tensor, bins: th.Tensor) -> th.Ten
     :param bins: bin centres in symlog space, shape (K,)
     :return: per-element loss of shape (...)
     """
-    return -(twohot_encode(symlog(target), bins) * logits.log_softmax(-1)).sum(-1)
+    # Only two of the K log-probabilities have non-zero weight: gather them instead of building (..., K) one-hots.
+    below, above, weight_above = _twohot_indices(symlog(target), bins)
+    log_probs = logits.log_softmax(-1)
+    log_below = log_probs.gather(-1, below.unsqueeze(-1)).squeeze(-1)
+    log_above = log_probs.gather(-1, above.unsqueeze(-1)).squeeze(-1)
+    return -((1.0 - weight_above) * log_below + weight_above * log_above)
 
 
 def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
@@ -94,9 +109,23 @@ def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
     """
     if unimix <= 0.0:
         return logits.log_softmax(-1)
-    probs = logits.softmax(-1)
+    probs = _small_softmax(logits)
     probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
     return probs.log()
+
+
+def _small_softmax(logits: th.Tensor) -> th.Tensor:
+    """Softmax over the last dimension, computed over dim -2 of the transposed view when there are few classes.
+
+    ATen's CPU softmax over a short last dimension (8-32 latent classes) is several times slower than its vectorised
+    kernel for an inner dimension (pytorch/pytorch#59195); the result is the same up to float rounding.
+
+    :param logits: tensor of shape (..., K)
+    :return: probabilities of shape (..., K)
+    """
+    if logits.dim() < 2 or logits.shape[-1] > 64 or logits.device.type != "cpu":
+        return logits.softmax(-1)
+    return logits.transpose(-1, -2).softmax(-2).transpose(-1, -2)
 
 
 def gumbel_noise(shape: tuple[int, ...] | th.Size, device: th.device | None = None) -> th.Tensor:
@@ -123,8 +152,9 @@ def sample_onehot(log_probs: th.Tensor, straight_through: bool = True, noise: th
     """
     if noise is None:
         noise = gumbel_noise(log_probs.shape, log_probs.device)
-    index = (log_probs.detach() + noise).argmax(-1)
-    sample = F.one_hot(index, log_probs.shape[-1]).to(log_probs.dtype)
+    # The maximum as a comparison instead of argmax + one_hot (one fused op; ties have probability zero under noise).
+    perturbed = log_probs.detach() + noise
+    sample = (perturbed == perturbed.amax(-1, keepdim=True)).to(log_probs.dtype)
     if straight_through:
         probs = log_probs.exp()
         sample = sample + probs - probs.detach()

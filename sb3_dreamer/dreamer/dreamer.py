@@ -527,12 +527,17 @@ class Dreamer(OffPolicyAlgorithm):
 
     @contextlib.contextmanager
     def _imagination_context(self, dynamics_grad: bool) -> Iterator[None]:
-        """No gradients at all for likelihood-ratio actors; otherwise gradients reach the actions, not the world model."""
+        """No gradients at all for likelihood-ratio actors; otherwise gradients reach the actions, not the world model.
+
+        The critic's weights are frozen too: the actor's backward pass would otherwise compute critic weight gradients
+        that the critic's own step discards (it zeroes them first). Gradients still flow through the critic's values
+        into the imagined states and so to the actor.
+        """
         if not dynamics_grad:
             with th.no_grad():
                 yield
             return
-        params = self.policy.world_model_parameters()
+        params = [*self.policy.world_model_parameters(), *self.policy.critic.parameters()]
         for param in params:
             param.requires_grad_(False)
         try:
