@@ -18,18 +18,9 @@ from sb3_dreamer.dreamer import Dreamer
 
 PROG = "python -m sb3_dreamer"
 
-#: Default run: Pendulum-v1, the settings of ``benchmarks/sample_efficiency.py`` (see the README's results table).
-DEFAULT_CONFIG: dict[str, Any] = dict(
-    env="Pendulum-v1",
-    n_timesteps=10_000,
-    hyperparams=dict(
-        batch_size=16,
-        batch_length=32,
-        imagination_starts=256,
-        train_freq=2,
-        learning_starts=1000,
-    ),
-)
+#: Default run: Pendulum-v1 for 10k steps with Dreamer's constructor defaults (its CPU settings, those of the README's
+#: results table); ``--hyperparams`` overrides them.
+DEFAULT_CONFIG: dict[str, Any] = dict(env="Pendulum-v1", n_timesteps=10_000, hyperparams={})
 #: Environment steps of ``--quick``: a short run that shows every stage (random warm-up, updates, save, evaluation).
 QUICK_TIMESTEPS = 2000
 #: Dreamer arguments that this command sets itself.
@@ -38,7 +29,8 @@ RESERVED_ARGUMENTS = frozenset({"self", "policy", "env", "seed", "verbose", "_in
 DESCRIPTION = f"""\
 Train Dreamer with an embedded default configuration, save it and evaluate it.
 
-Defaults: {DEFAULT_CONFIG["env"]}, {DEFAULT_CONFIG["n_timesteps"]} env steps, {DEFAULT_CONFIG["hyperparams"]}.
+Defaults: {DEFAULT_CONFIG["env"]}, {DEFAULT_CONFIG["n_timesteps"]} env steps, Dreamer's constructor defaults (its CPU
+settings: 16 x 32 batches, 256 imagination starts, an update every 2 env steps after 1000 random steps).
 On an idle 2-core CPU the default run takes about 30 minutes (~6 env steps/s once the updates start);
 --quick ({QUICK_TIMESTEPS} steps) takes about 3.5 minutes and does not yet solve the task. Other processes
 on the same cores slow it down many times over. The full rl-zoo

@@ -50,3 +50,19 @@ def test_tensorboard_with_open_loop_images(tmp_path) -> None:
     events.Reload()
     assert "train/world_model_loss" in events.Tags()["scalars"]
     assert "train/open_loop_obs" in events.Tags()["images"]
+
+
+def test_phase_times_add_up_to_the_update_time(pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, **tiny(learning_starts=100))
+    model.set_logger(configure(None, []))
+    model.learn(100)
+    model.learning_starts = 0
+    logged: dict[str, float] = {}
+    model.logger.record = lambda key, value, exclude=None: logged.__setitem__(key, value)
+    model.train(5, model.batch_size)
+    phases = ("replay", "world_model", "imagination", "losses", "actor", "critic")
+    times = [logged[f"train/time_{phase}"] for phase in phases]
+    assert all(seconds > 0.0 for seconds in times)
+    # Metric bookkeeping between updates is the only time outside the phases.
+    per_update = 1.0 / logged["train/updates_per_second"]
+    assert 0.7 * per_update < sum(times) <= per_update

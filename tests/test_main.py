@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 
 import pytest
@@ -22,8 +23,9 @@ def test_main_trains_saves_and_evaluates(tmp_path, capsys) -> None:
     model = Dreamer.load(path)
     assert model.num_timesteps == 40
     assert model.policy.model_size == "debug"
-    # The embedded defaults reach the model unless overridden.
-    assert model.imagination_starts == DEFAULT_CONFIG["hyperparams"]["imagination_starts"]
+    # The constructor defaults reach the model unless overridden.
+    assert model.imagination_starts == inspect.signature(Dreamer).parameters["imagination_starts"].default == 256
+    assert DEFAULT_CONFIG["hyperparams"] == {}  # one place per setting: the constructor
     assert model.observation_space.shape == (3,)  # Pendulum-v1, the default env
 
 

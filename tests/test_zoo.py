@@ -32,7 +32,7 @@ from rl_zoo3.utils import get_model_path
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.monitor import ResultsWriter
 
-from sb3_dreamer import Dreamer
+from sb3_dreamer import DREAMERV3_SETTINGS, Dreamer
 from sb3_dreamer_plugins import cli
 from sb3_dreamer_plugins.rl_zoo import convert_dreamer_params, register, sample_dreamer_params
 
@@ -128,6 +128,9 @@ def test_config_has_the_required_entries() -> None:
     assert ENTRIES["MinAtar/Breakout-v1"]["policy"] == "CnnPolicy"
     wrapper = ENTRIES["sb3_dreamer/PendulumTarget-v0"]["env_wrapper"][0]
     assert "sb3_dreamer.alignment.DTWRewardWrapper" in wrapper
+    # "DreamerV3 defaults" entries carry the values of sb3_dreamer.DREAMERV3_SETTINGS (YAML cannot import them).
+    for name in ("default", "Acrobot-v1", "HopperBulletEnv-v0", "AntBulletEnv-v0"):
+        assert {key: ENTRIES[name][key] for key in DREAMERV3_SETTINGS} == dict(DREAMERV3_SETTINGS), name
     for name, entry in ENTRIES.items():
         assert isinstance(entry["n_timesteps"], float), name  # not a string such as "1e4"
         assert not entry.get("normalize", False), name

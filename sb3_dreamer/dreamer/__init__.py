@@ -1,10 +1,11 @@
 """DreamerV3-style agent for Stable-Baselines3."""
 
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
-from sb3_dreamer.dreamer.dreamer import Dreamer, lambda_return
+from sb3_dreamer.dreamer.dreamer import DREAMERV3_SETTINGS, Dreamer, lambda_return
 from sb3_dreamer.dreamer.policies import MODEL_SIZES, CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
 
 __all__ = [
+    "DREAMERV3_SETTINGS",
     "MODEL_SIZES",
     "CnnPolicy",
     "Dreamer",

@@ -15,7 +15,8 @@ import pickle
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -34,12 +35,21 @@ from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
+from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
 from sb3_dreamer.dreamer.distributions import twohot_loss, twohot_mean
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
 from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState, SequenceSamples
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+#: DreamerV3's update settings: batch 16 x 64, imagination from all B * T replayed states, train ratio 512 (one update
+#: per two env steps at that batch). About 4x the work per env step of the constructor defaults (16 x 32 batches, 256
+#: imagination starts, one update per two env steps), which are this project's CPU settings:
+#: ``Dreamer("MlpPolicy", env, **DREAMERV3_SETTINGS)`` trains as the paper does.
+DREAMERV3_SETTINGS: Mapping[str, Any] = MappingProxyType(
+    dict(batch_size=16, batch_length=64, imagination_starts=None, train_ratio=512, learning_starts=1024)
+)
 
 #: Weights of the world-model loss terms (DreamerV3, Eq. 5): prediction terms 1, beta_dyn, beta_rep.
 WORLD_MODEL_LOSSES = ("rec", "rew", "cont", "dyn", "rep")
@@ -82,6 +92,11 @@ class Dreamer(OffPolicyAlgorithm):
     ``gradient_steps``: ``train_freq=2, gradient_steps=1`` with 16 x 64 batches is train ratio 512. With ``n_envs > 1``,
     ``train_freq`` counts vectorised steps, each bringing ``n_envs`` transitions.
 
+    Defaults: CPU settings. The constructor's update settings (16 x 32 batches, 256 of the 512 replayed states as
+    imagination starts, one update every two env steps, i.e. train ratio 256) are those of the Pendulum-v1 and
+    CartPole-v1 results in benchmarks/README.md and do about a quarter of DreamerV3's work per env step;
+    ``Dreamer(..., **DREAMERV3_SETTINGS)`` restores DreamerV3's (16 x 64, all starts, train ratio 512).
+
     :param policy: "MlpPolicy", "CnnPolicy", "MultiInputPolicy" (all the same :class:`DreamerPolicy`) or a class
     :param env: environment or its registered id
     :param learning_rate: world-model learning rate (float or schedule)
@@ -97,7 +112,8 @@ class Dreamer(OffPolicyAlgorithm):
     :param gamma: discount (DreamerV3: 1 - 1/333)
     :param return_lambda: lambda of the lambda-returns
     :param imagination_horizon: imagined steps H
-    :param imagination_starts: number of posterior states imagination starts from (None: all B * T)
+    :param imagination_starts: number of posterior states imagination starts from, drawn at random from the B * T
+        replayed ones (None: all, as DreamerV3)
     :param dyn_scale: beta_dyn, weight of the dynamics KL
     :param rep_scale: beta_rep, weight of the representation KL
     :param free_nats: free bits of both KL terms
@@ -140,16 +156,16 @@ class Dreamer(OffPolicyAlgorithm):
         actor_learning_rate: float | Schedule = 8e-5,
         critic_learning_rate: float | Schedule = 8e-5,
         buffer_size: int = 1_000_000,
-        learning_starts: int = 1024,
+        learning_starts: int = 1000,
         batch_size: int = 16,
-        batch_length: int = 64,
-        train_freq: int | tuple[int, str] = 1,
+        batch_length: int = 32,
+        train_freq: int | tuple[int, str] = 2,
         gradient_steps: int = 1,
         train_ratio: float | None = None,
         gamma: float = 1.0 - 1.0 / 333.0,
         return_lambda: float = 0.95,
         imagination_horizon: int = 15,
-        imagination_starts: int | None = None,
+        imagination_starts: int | None = 256,
         dyn_scale: float = 0.5,
         rep_scale: float = 0.1,
         free_nats: float = 1.0,
@@ -425,9 +441,12 @@ class Dreamer(OffPolicyAlgorithm):
             return policy.action_dist(feat.detach()).sample(straight_through=dynamics_grad)
 
         start_time = time.perf_counter()
+        timer = PhaseTimer()
         for _ in range(updates):
+            timer.restart()
             # 1. Replay: B sequences of T steps, row t = (x_t, a_{t-1}, r_t, is_first_t, is_terminal_t).
             data = self.replay_buffer.sample(batch_size, self.batch_length)
+            timer.lap("replay")
             B, T = data.rewards.shape
             flat_obs = _flatten_time(data.observations)
 
@@ -450,6 +469,7 @@ class Dreamer(OffPolicyAlgorithm):
             if not th.isfinite(world_model_loss):
                 raise ValueError(f"Dreamer: non-finite world-model loss after {self._n_updates} updates; lower learning_rate")
             wm_norm = _optimizer_step(policy.world_model_optimizer, world_model_loss, self.world_model_grad_clip)
+            timer.lap("world_model")
 
             # 3. Imagine H steps from (a subset of) the posterior states, detached from the world model.
             #    s_0 --a_0--> s_1 --a_1--> ... --a_{H-1}--> s_H
@@ -465,6 +485,8 @@ class Dreamer(OffPolicyAlgorithm):
                 reward = twohot_mean(policy.reward_head(feats[1:]), bins)  # (H, N)
                 cont = th.sigmoid(policy.continue_head(feats[1:]).squeeze(-1))  # (H, N)
                 value = policy.value(feats)  # (H + 1, N)
+
+            timer.lap("imagination")
 
             # 4. Lambda-returns (Eq. 7) and per-step weights w_t = c_0 * prod_{k<=t} gamma * c_k (stop-gradient).
             returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)  # (H, N)
@@ -495,11 +517,14 @@ class Dreamer(OffPolicyAlgorithm):
                 real_actor_loss, real_critic_loss = self._real_data_losses(feat.detach(), data, scale)
                 actor_loss = (1.0 - self.real_data_ratio) * actor_loss + self.real_data_ratio * real_actor_loss
                 critic_loss = (1.0 - self.real_data_ratio) * critic_loss + self.real_data_ratio * real_critic_loss
+            timer.lap("losses")
             actor_norm = _optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
+            timer.lap("actor")
             critic_norm = _optimizer_step(policy.critic_optimizer, critic_loss, self.critic_grad_clip)
 
             # 7. Slow critic: EMA of the critic's weights.
             polyak_update(policy.critic.parameters(), policy.slow_critic.parameters(), self.slow_critic_update)
+            timer.lap("critic")
 
             step_metrics = {f"{key}_loss": loss.mean().item() for key, loss in losses.items()}
             step_metrics.update(
@@ -522,6 +547,8 @@ class Dreamer(OffPolicyAlgorithm):
         elapsed = time.perf_counter() - start_time
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/updates_per_second", updates / max(elapsed, 1e-9))
+        for phase, seconds in timer.totals.items():  # seconds per update in each phase of the update
+            self.logger.record(f"train/time_{phase}", seconds / updates)
         for key, numbers in metrics.items():
             self.logger.record(f"train/{key}", float(np.mean(numbers)))
 
