@@ -55,14 +55,8 @@ def plain_imagination_context(self: Dreamer, dynamics_grad: bool) -> Iterator[No
         with th.no_grad():
             yield
         return
-    params = self.policy.world_model_parameters()
-    for param in params:
-        param.requires_grad_(False)
-    try:
+    with dreamer_module.frozen(self.policy.world_model_parameters()):
         yield
-    finally:
-        for param in params:
-            param.requires_grad_(True)
 
 
 PLAIN = {

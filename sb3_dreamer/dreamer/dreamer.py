@@ -564,14 +564,8 @@ class Dreamer(OffPolicyAlgorithm):
             with th.no_grad():
                 yield
             return
-        params = [*self.policy.world_model_parameters(), *self.policy.critic.parameters()]
-        for param in params:
-            param.requires_grad_(False)
-        try:
+        with frozen([*self.policy.world_model_parameters(), *self.policy.critic.parameters()]):
             yield
-        finally:
-            for param in params:
-                param.requires_grad_(True)
 
     def _return_scale(self, returns: th.Tensor) -> th.Tensor:
         """S = max(limit, EMA(P95(R)) - EMA(P5(R))) (DreamerV3, Eq. 7, "percentile return normalisation")."""
@@ -702,6 +696,21 @@ class Dreamer(OffPolicyAlgorithm):
         buffer.device = self.device
         self.replay_buffer = buffer
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
+
+
+@contextlib.contextmanager
+def frozen(params: list[th.nn.Parameter]) -> Iterator[None]:
+    """Switch off ``requires_grad`` of ``params`` inside the block (gradients still flow through them to their inputs).
+
+    :param params: parameters to freeze; they get ``requires_grad=True`` back on exit
+    """
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in params:
+            param.requires_grad_(True)
 
 
 def _check_observation_space(space: spaces.Space) -> None:
