@@ -58,7 +58,7 @@ def test_help_documents_every_option_with_its_default(capsys) -> None:
         assert len(help_text) > 40, f"{option} has no help text: {help_text!r}"
         assert help_text.endswith(f"(default: {default})"), f"{option} does not show its default {default!r}: {help_text}"
     text = " ".join(description.split())
-    for words in ("source.zip", "reference.npz", "target.zip", "results.json", "zero-shot", "hours", "Quick check"):
+    for words in ("source.zip", "reference.npz", "target.zip", "results.json", "zero-shot", "minutes", "Quick check"):
         assert words in text, words
 
 

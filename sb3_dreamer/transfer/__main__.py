@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 
 from sb3_dreamer.alignment.dtw import LABEL_MODES
 from sb3_dreamer.common.usage import json_object, run_cli
+from sb3_dreamer.dreamer import Dreamer
 from sb3_dreamer.transfer.dtw_pipeline import TransferConfig, run_dtw_transfer
 
 PROG = "python -m sb3_dreamer.transfer"
@@ -14,8 +16,16 @@ PROG = "python -m sb3_dreamer.transfer"
 DEFAULT_OUT = "transfer_run"
 
 _STEPS = f"{TransferConfig.source_steps} + {TransferConfig.target_steps}"
-#: Updates of a default run: Dreamer's defaults update once per env step after learning_starts=1024 random steps.
-_UPDATES = TransferConfig.source_steps + TransferConfig.target_steps - 2 * 1024
+#: Dreamer's constructor defaults, which the transfer's agents use unless --dreamer-kwargs says otherwise.
+_DREAMER_DEFAULTS = {name: p.default for name, p in inspect.signature(Dreamer).parameters.items()}
+#: Updates of a default run: both stages update every train_freq env steps after learning_starts random ones.
+_UPDATES = sum(
+    (steps - _DREAMER_DEFAULTS["learning_starts"]) // _DREAMER_DEFAULTS["train_freq"]
+    for steps in (TransferConfig.source_steps, TransferConfig.target_steps)
+)
+#: Seconds per env step after learning_starts with Dreamer's defaults on an idle 2-core CPU (python -m sb3_dreamer
+#: --quick: 5.8 env steps/s, 2026-12-02), per update.
+_SECONDS_PER_UPDATE = 2 / 5.8
 
 DESCRIPTION = f"""\
 Reward-free transfer across a dynamics gap with a DTW-alignment reward, in four stages:
@@ -29,16 +39,16 @@ Reward-free transfer across a dynamics gap with a DTW-alignment reward, in four 
 Writes to --out: source.zip (source model), reference.npz (reference episodes, TrajectoryDataset),
 target.zip (target model) and results.json (the configuration and each (mean, std) return).
 
-Duration, estimated from 40-update measurements (not a full run): the defaults ({_STEPS} env steps,
-Dreamer's default settings: one 16 x 64 update per env step after 1024 random steps) make about {round(_UPDATES, -3):,}
-updates; at the ~1 s per update measured on an idle 2-core CPU that is about {_UPDATES / 3600:.0f} hours, several
-times more on a busy one. --source-model skips the source half. With the settings of python -m sb3_dreamer
-(half as many updates, ~0.3 s each), about 50 minutes:
-  --dreamer-kwargs '{{"batch_length": 32, "imagination_starts": 256, "train_freq": 2, "learning_starts": 1000}}'
+Duration, estimated from the measured rate, not from a full run: the defaults ({_STEPS} env steps with Dreamer's
+constructor defaults, its CPU settings: a 16 x 32 update every {_DREAMER_DEFAULTS["train_freq"]} env steps after
+{_DREAMER_DEFAULTS["learning_starts"]} random ones) make about {_UPDATES:,} updates; at ~{_SECONDS_PER_UPDATE:.2f} s each
+on an idle 2-core CPU that is about {_UPDATES * _SECONDS_PER_UPDATE / 60:.0f} minutes, several times more on a busy one.
+--source-model skips the source half; --dreamer-kwargs with sb3_dreamer.DREAMERV3_SETTINGS' values (16 x 64, all
+imagination starts, train_ratio 512) is about 4 times the work.
 
 Quick check of every stage (about 1.5 minutes on an idle 2-core CPU; the agents learn little):
   {PROG} --source-steps 1200 --target-steps 1200 --n-reference-episodes 2 --eval-episodes 2 \\
-    --dreamer-kwargs '{{"learning_starts": 400, "train_freq": 8, "batch_length": 32, "imagination_starts": 256}}' \\
+    --dreamer-kwargs '{{"learning_starts": 400, "train_freq": 8}}' \\
     --out quick_run"""
 
 
