@@ -65,4 +65,4 @@ def test_phase_times_add_up_to_the_update_time(pendulum) -> None:
     assert all(seconds > 0.0 for seconds in times)
     # Metric bookkeeping between updates is the only time outside the phases.
     per_update = 1.0 / logged["train/updates_per_second"]
-    assert 0.7 * per_update < sum(times) <= per_update
+    assert 0.5 * per_update < sum(times) <= per_update
