@@ -36,8 +36,13 @@ DREAMER_HYPERPARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, out: Path) -> None:
-    """Train one model and write its learning curve to ``out / f"{algo}_{env_id}_{seed}.json"``."""
+def run_one(
+    algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, out: Path, dreamer_kwargs: dict
+) -> None:
+    """Train one model and write its learning curve to ``out / f"{algo}_{env_id}_{seed}.json"``.
+
+    :param dreamer_kwargs: Dreamer arguments over ``DREAMER_HYPERPARAMS`` (a knob under test; recorded in the JSON)
+    """
     import gymnasium as gym
     import torch as th
     from common import EvalCurve, zoo_hyperparams
@@ -48,7 +53,7 @@ def run_one(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_
 
     th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     if algo == "dreamer":
-        cls, hyperparams = Dreamer, dict(DREAMER_HYPERPARAMS[env_id])
+        cls, hyperparams = Dreamer, {**DREAMER_HYPERPARAMS[env_id], **dreamer_kwargs}
     else:
         cls, (hyperparams, _) = {"sac": SAC, "dqn": DQN}[algo], zoo_hyperparams(algo, env_id)
     label = f"{algo} {env_id} seed {seed}"
@@ -129,6 +134,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sample_efficiency")
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument(
+        "--dreamer-kwargs", type=json.loads, default={}, help='Dreamer arguments over the defaults, e.g. {"train_freq": 4}'
+    )
     parser.add_argument("--single", nargs=3, metavar=("ALGO", "ENV", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=None, help="override every run's env-step budget")
     args = parser.parse_args()
@@ -137,7 +145,7 @@ def main() -> None:
         algo, env_id, seed = args.single
         goal = GOALS[env_id]
         steps = args.steps or (goal["dreamer_steps"] if algo == "dreamer" else goal["baseline_steps"])
-        run_one(algo, env_id, int(seed), steps, args.eval_freq, args.eval_episodes, args.out)
+        run_one(algo, env_id, int(seed), steps, args.eval_freq, args.eval_episodes, args.out, args.dreamer_kwargs)
         return
     if not args.summarise_only:
         jobs = []
@@ -146,6 +154,7 @@ def main() -> None:
                 name = GOALS[env_id]["baseline"] if algo == "baseline" else algo
                 jobs += [(name, env_id, seed) for seed in args.seeds]
         extra = ["--steps", str(args.steps)] if args.steps else []
+        extra += ["--dreamer-kwargs", json.dumps(args.dreamer_kwargs)]
 
         def launch(job: tuple[str, str, int]) -> int:
             command = [sys.executable, __file__, "--single", job[0], job[1], str(job[2]), "--out", str(args.out)]

@@ -3,7 +3,9 @@
 The fast path replaces some ops by cheaper ones with the same maths: the two-hot loss gathers two log-probabilities
 instead of building (..., 255) one-hots, the two-hot mean is a matrix product, the unimix softmax over few classes runs
 on a transposed view, the one-hot sample is a comparison with the maximum, and with dynamics gradients the critic's
-weights are frozen during imagination. Here one update from the same state and batch is run both ways, and the
+weights are frozen during imagination, the 255-bin output layers multiply with a weight padded to 256 rows, the critic's
+two two-hot losses share one ``log_softmax`` and, with likelihood-ratio gradients, one critic pass gives both the
+imagined values and the critic's loss. Here one update from the same state and batch is run both ways, and the
 losses, gradient norms and every parameter afterwards must agree.
 """
 
@@ -28,6 +30,10 @@ from tests.conftest import tiny
 
 def plain_twohot_loss(logits: th.Tensor, target: th.Tensor, bins: th.Tensor) -> th.Tensor:
     return -(twohot_encode(symlog(target), bins) * logits.log_softmax(-1)).sum(-1)
+
+
+def plain_twohot_nll(log_probs: th.Tensor, target: th.Tensor, bins: th.Tensor) -> th.Tensor:
+    return -(twohot_encode(symlog(target), bins) * log_probs).sum(-1)
 
 
 def plain_twohot_mean(logits: th.Tensor, bins: th.Tensor) -> th.Tensor:
@@ -61,6 +67,7 @@ def plain_imagination_context(self: Dreamer, dynamics_grad: bool) -> Iterator[No
 
 PLAIN = {
     (dreamer_module, "twohot_loss"): plain_twohot_loss,
+    (dreamer_module, "twohot_nll"): plain_twohot_nll,
     (dreamer_module, "twohot_mean"): plain_twohot_mean,
     (policies_module, "twohot_mean"): plain_twohot_mean,
     (policies_module, "unimix_logits"): plain_unimix_logits,
@@ -68,6 +75,7 @@ PLAIN = {
     (world_model_module, "unimix_logits"): plain_unimix_logits,
     (world_model_module, "sample_onehot"): plain_sample_onehot,
     (dreamer_module.Dreamer, "_imagination_context"): plain_imagination_context,
+    (world_model_module.PaddedLinear, "forward"): th.nn.Linear.forward,
 }
 
 

@@ -89,9 +89,19 @@ def twohot_loss(logits: th.Tensor, target: th.Tensor, bins: th.Tensor) -> th.Ten
     :param bins: bin centres in symlog space, shape (K,)
     :return: per-element loss of shape (...)
     """
+    return twohot_nll(logits.log_softmax(-1), target, bins)
+
+
+def twohot_nll(log_probs: th.Tensor, target: th.Tensor, bins: th.Tensor) -> th.Tensor:
+    """:func:`twohot_loss` from log-probabilities, so that several targets can share one ``log_softmax``.
+
+    :param log_probs: normalised log-probabilities over the bins, shape (..., K)
+    :param target: tensor of shape (...) in the environment's scale
+    :param bins: bin centres in symlog space, shape (K,)
+    :return: per-element loss of shape (...)
+    """
     # Only two of the K log-probabilities have non-zero weight: gather them instead of building (..., K) one-hots.
     below, above, weight_above = _twohot_indices(symlog(target), bins)
-    log_probs = logits.log_softmax(-1)
     log_below = log_probs.gather(-1, below.unsqueeze(-1)).squeeze(-1)
     log_above = log_probs.gather(-1, above.unsqueeze(-1)).squeeze(-1)
     return -((1.0 - weight_above) * log_below + weight_above * log_above)

@@ -15,7 +15,7 @@ import pickle
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -37,9 +37,17 @@ from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
 from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
-from sb3_dreamer.dreamer.distributions import twohot_loss, twohot_mean
+from sb3_dreamer.dreamer.distributions import twohot_loss, twohot_mean, twohot_nll
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
-from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState, SequenceSamples
+from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState
+from sb3_dreamer.dreamer.update import (
+    flatten_time,
+    frozen,
+    lambda_return,
+    open_loop_strips,
+    optimizer_step,
+    real_data_losses,
+)
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
@@ -53,27 +61,6 @@ DREAMERV3_SETTINGS: Mapping[str, Any] = MappingProxyType(
 
 #: Weights of the world-model loss terms (DreamerV3, Eq. 5): prediction terms 1, beta_dyn, beta_rep.
 WORLD_MODEL_LOSSES = ("rec", "rew", "cont", "dyn", "rep")
-
-
-def lambda_return(reward: th.Tensor, cont: th.Tensor, value: th.Tensor, gamma: float, return_lambda: float) -> th.Tensor:
-    """Bootstrapped lambda-returns (DreamerV3, Eq. 7; Sutton & Barto 12.1).
-
-    R_t = r_{t+1} + gamma * c_{t+1} * ((1 - lambda) * v(s_{t+1}) + lambda * R_{t+1}),  R_H = v(s_H).
-
-    :param reward: rewards r_1..r_H (H, N)
-    :param cont: continue probabilities c_1..c_H (H, N)
-    :param value: values v(s_0)..v(s_H) (H + 1, N)
-    :param gamma: discount
-    :param return_lambda: lambda
-    :return: returns R_0..R_{H-1} (H, N)
-    """
-    assert reward.shape == cont.shape and value.shape[0] == reward.shape[0] + 1, (reward.shape, cont.shape, value.shape)
-    ret = value[-1]
-    returns = []
-    for t in reversed(range(reward.shape[0])):
-        ret = reward[t] + gamma * cont[t] * ((1.0 - return_lambda) * value[t + 1] + return_lambda * ret)
-        returns.append(ret)
-    return th.stack(returns[::-1])
 
 
 class Dreamer(OffPolicyAlgorithm):
@@ -128,6 +115,9 @@ class Dreamer(OffPolicyAlgorithm):
     :param actor_grad_clip: gradient-norm clip of the actor
     :param critic_grad_clip: gradient-norm clip of the critic
     :param real_data_ratio: hybrid model-free fallback: weight of actor-critic losses on replayed real sequences (0: off)
+    :param mixed_precision: run the update's forward passes under ``torch.autocast`` in bfloat16 on ``device``
+        (parameters, optimiser state and gradients stay float32; acting stays float32). Meant for GPUs with bfloat16
+        support; on a CPU without bfloat16 matrix units it is slower (see benchmarks/README.md)
     :param log_image_interval: updates between open-loop image previews in TensorBoard (image observations only)
     :param action_noise: optional action noise for exploration (continuous actions)
     :param replay_buffer_kwargs: extra arguments of :class:`SequenceReplayBuffer`
@@ -179,6 +169,7 @@ class Dreamer(OffPolicyAlgorithm):
         actor_grad_clip: float = 100.0,
         critic_grad_clip: float = 100.0,
         real_data_ratio: float = 0.0,
+        mixed_precision: bool = False,
         log_image_interval: int = 1000,
         action_noise: ActionNoise | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -241,6 +232,7 @@ class Dreamer(OffPolicyAlgorithm):
         self.actor_grad_clip = actor_grad_clip
         self.critic_grad_clip = critic_grad_clip
         self.real_data_ratio = real_data_ratio
+        self.mixed_precision = mixed_precision
         self.log_image_interval = log_image_interval
         self._replay_credit = 0.0
         self._last_latent: AgentState | None = None
@@ -448,79 +440,89 @@ class Dreamer(OffPolicyAlgorithm):
             data = self.replay_buffer.sample(batch_size, self.batch_length)
             timer.lap("replay")
             B, T = data.rewards.shape
-            flat_obs = _flatten_time(data.observations)
+            flat_obs = flatten_time(data.observations)
 
-            # 2. World model (Eq. 5): prediction losses + KL balancing with free bits.
-            embed = policy.codec.encode(flat_obs).view(B, T, -1)
-            post, post_lp, prior_lp = policy.rssm.observe(embed, data.prev_actions, data.is_first)
-            feat = th.cat(post, dim=-1)  # (B, T, F)
-            dyn, rep = policy.rssm.kl_loss(post_lp, prior_lp, self.free_nats)
-            losses = {
-                "rec": policy.codec.reconstruction_loss(feat.flatten(0, 1), flat_obs).view(B, T),
-                "rew": twohot_loss(policy.reward_head(feat), data.rewards, bins),
-                "cont": F.binary_cross_entropy_with_logits(
-                    policy.continue_head(feat).squeeze(-1), (~data.is_terminal).float(), reduction="none"
-                ),
-                "dyn": dyn,
-                "rep": rep,
-            }
-            assert losses.keys() == self.loss_scales.keys(), (losses.keys(), self.loss_scales.keys())
-            world_model_loss = sum(self.loss_scales[key] * loss.mean() for key, loss in losses.items())
+            with self._autocast():
+                # 2. World model (Eq. 5): prediction losses + KL balancing with free bits.
+                embed = policy.codec.encode(flat_obs).view(B, T, -1)
+                post, post_lp, prior_lp = policy.rssm.observe(embed, data.prev_actions, data.is_first)
+                feat = th.cat(post, dim=-1)  # (B, T, F)
+                dyn, rep = policy.rssm.kl_loss(post_lp, prior_lp, self.free_nats)
+                losses = {
+                    "rec": policy.codec.reconstruction_loss(feat.flatten(0, 1), flat_obs).view(B, T),
+                    "rew": twohot_loss(policy.reward_head(feat), data.rewards, bins),
+                    "cont": F.binary_cross_entropy_with_logits(
+                        policy.continue_head(feat).squeeze(-1), (~data.is_terminal).float(), reduction="none"
+                    ),
+                    "dyn": dyn,
+                    "rep": rep,
+                }
+                assert losses.keys() == self.loss_scales.keys(), (losses.keys(), self.loss_scales.keys())
+                world_model_loss = sum(self.loss_scales[key] * loss.mean() for key, loss in losses.items())
             if not th.isfinite(world_model_loss):
                 raise ValueError(f"Dreamer: non-finite world-model loss after {self._n_updates} updates; lower learning_rate")
-            wm_norm = _optimizer_step(policy.world_model_optimizer, world_model_loss, self.world_model_grad_clip)
+            wm_norm = optimizer_step(policy.world_model_optimizer, world_model_loss, self.world_model_grad_clip)
             timer.lap("world_model")
 
-            # 3. Imagine H steps from (a subset of) the posterior states, detached from the world model.
-            #    s_0 --a_0--> s_1 --a_1--> ... --a_{H-1}--> s_H
-            #    r_t, c_t = heads(s_t) for t >= 1 (reward and continue on arrival); v_t = critic(s_t) for t = 0..H;
-            #    c_0 = 1 - is_terminal of the replayed start (imagining past a real terminal state is not weighted).
-            start = RSSMState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
-            start_cont = (~data.is_terminal).float().flatten()
-            if self.imagination_starts is not None and self.imagination_starts < start_cont.shape[0]:
-                keep = th.randperm(start_cont.shape[0], device=self.device)[: self.imagination_starts]
-                start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
-            with self._imagination_context(dynamics_grad):
-                feats, actions = policy.rssm.imagine(start, imagination_policy, self.imagination_horizon)
-                reward = twohot_mean(policy.reward_head(feats[1:]), bins)  # (H, N)
-                cont = th.sigmoid(policy.continue_head(feats[1:]).squeeze(-1))  # (H, N)
-                value = policy.value(feats)  # (H + 1, N)
+            with self._autocast():
+                # 3. Imagine H steps from (a subset of) the posterior states, detached from the world model.
+                #    s_0 --a_0--> s_1 --a_1--> ... --a_{H-1}--> s_H
+                #    r_t, c_t = heads(s_t) for t >= 1 (reward and continue on arrival); v_t = critic(s_t) for t = 0..H;
+                #    c_0 = 1 - is_terminal of the replayed start (imagining past a real terminal state is not weighted).
+                start = RSSMState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
+                start_cont = (~data.is_terminal).float().flatten()
+                if self.imagination_starts is not None and self.imagination_starts < start_cont.shape[0]:
+                    keep = th.randperm(start_cont.shape[0], device=self.device)[: self.imagination_starts]
+                    start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
+                with self._imagination_context(dynamics_grad):
+                    feats, actions = policy.rssm.imagine(start, imagination_policy, self.imagination_horizon)
+                    reward = twohot_mean(policy.reward_head(feats[1:]), bins)  # (H, N)
+                    cont = th.sigmoid(policy.continue_head(feats[1:]).squeeze(-1))  # (H, N)
+                    if dynamics_grad:  # values carry gradients into the imagined states, not into the critic
+                        value = policy.value(feats)  # (H + 1, N)
+                if not dynamics_grad:  # one critic pass serves the values (detached) and the critic's loss
+                    critic_logits = policy.critic(feats)
+                    value = twohot_mean(critic_logits.detach(), bins)
+                    critic_logits = critic_logits[:-1]
+                else:
+                    critic_logits = policy.critic(feats[:-1].detach())
+                timer.lap("imagination")
 
-            timer.lap("imagination")
+                # 4. Lambda-returns (Eq. 7) and per-step weights w_t = c_0 * prod_{k<=t} gamma * c_k (stop-gradient).
+                returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)  # (H, N)
+                discount = th.cat([start_cont[None], self.gamma * cont[:-1]]).detach()
+                weight = th.cumprod(discount, dim=0)  # (H, N)
+                scale = self._return_scale(returns.detach())
 
-            # 4. Lambda-returns (Eq. 7) and per-step weights w_t = c_0 * prod_{k<=t} gamma * c_k (stop-gradient).
-            returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)  # (H, N)
-            discount = th.cat([start_cont[None], self.gamma * cont[:-1]]).detach()
-            weight = th.cumprod(discount, dim=0)  # (H, N)
-            scale = self._return_scale(returns.detach())
-
-            # 5. Actor (Eq. 11): advantages normalised by the return scale, entropy bonus.
-            dist = policy.action_dist(feats[:-1].detach())
-            advantage = (returns - value[:-1].detach()) / scale
-            if dynamics_grad:
-                objective = advantage
-            else:
-                objective = dist.log_prob(actions.detach()) * advantage.detach()
-            entropy = dist.entropy()
-            actor_loss = -(weight * (objective + self.actor_entropy * entropy)).mean()
-            # 6. Critic (Eq. 10): two-hot regression on lambda-returns, regularised toward the slow critic.
-            critic_logits = policy.critic(feats[:-1].detach())
-            slow_value = policy.value(feats[:-1].detach(), slow=True)
-            critic_loss = (
-                weight
-                * (
-                    twohot_loss(critic_logits, returns.detach(), bins)
-                    + self.slow_critic_scale * twohot_loss(critic_logits, slow_value, bins)
-                )
-            ).mean()
-            if self.real_data_ratio > 0.0:
-                real_actor_loss, real_critic_loss = self._real_data_losses(feat.detach(), data, scale)
-                actor_loss = (1.0 - self.real_data_ratio) * actor_loss + self.real_data_ratio * real_actor_loss
-                critic_loss = (1.0 - self.real_data_ratio) * critic_loss + self.real_data_ratio * real_critic_loss
+                # 5. Actor (Eq. 11): advantages normalised by the return scale, entropy bonus.
+                dist = policy.action_dist(feats[:-1].detach())
+                advantage = (returns - value[:-1].detach()) / scale
+                if dynamics_grad:
+                    objective = advantage
+                else:
+                    objective = dist.log_prob(actions.detach()) * advantage.detach()
+                entropy = dist.entropy()
+                actor_loss = -(weight * (objective + self.actor_entropy * entropy)).mean()
+                # 6. Critic (Eq. 10): two-hot regression on lambda-returns, regularised toward the slow critic.
+                slow_value = policy.value(feats[:-1].detach(), slow=True)
+                critic_log_probs = critic_logits.log_softmax(-1)
+                critic_loss = (
+                    weight
+                    * (
+                        twohot_nll(critic_log_probs, returns.detach(), bins)
+                        + self.slow_critic_scale * twohot_nll(critic_log_probs, slow_value, bins)
+                    )
+                ).mean()
+                if self.real_data_ratio > 0.0:
+                    real_actor_loss, real_critic_loss = real_data_losses(
+                        policy, feat.detach(), data, scale, self.gamma, self.return_lambda
+                    )
+                    actor_loss = (1.0 - self.real_data_ratio) * actor_loss + self.real_data_ratio * real_actor_loss
+                    critic_loss = (1.0 - self.real_data_ratio) * critic_loss + self.real_data_ratio * real_critic_loss
             timer.lap("losses")
-            actor_norm = _optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
+            actor_norm = optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
             timer.lap("actor")
-            critic_norm = _optimizer_step(policy.critic_optimizer, critic_loss, self.critic_grad_clip)
+            critic_norm = optimizer_step(policy.critic_optimizer, critic_loss, self.critic_grad_clip)
 
             # 7. Slow critic: EMA of the critic's weights.
             polyak_update(policy.critic.parameters(), policy.slow_critic.parameters(), self.slow_critic_update)
@@ -542,7 +544,8 @@ class Dreamer(OffPolicyAlgorithm):
                 metrics.setdefault(key, []).append(number)
             self._n_updates += 1
             if self.log_image_interval > 0 and self._n_updates % self.log_image_interval == 0:
-                self._log_open_loop(data)
+                for key, strip in open_loop_strips(policy, data).items():
+                    self.logger.record(f"train/open_loop_{key}", Image(strip, "CHW"), exclude=("stdout", "log", "json", "csv"))
 
         elapsed = time.perf_counter() - start_time
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -551,6 +554,12 @@ class Dreamer(OffPolicyAlgorithm):
             self.logger.record(f"train/time_{phase}", seconds / updates)
         for key, numbers in metrics.items():
             self.logger.record(f"train/{key}", float(np.mean(numbers)))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on the model's device when ``mixed_precision`` is set, else nothing."""
+        if not self.mixed_precision:
+            return contextlib.nullcontext()
+        return th.autocast(device_type=self.device.type, dtype=th.bfloat16)
 
     @contextlib.contextmanager
     def _imagination_context(self, dynamics_grad: bool) -> Iterator[None]:
@@ -577,62 +586,6 @@ class Dreamer(OffPolicyAlgorithm):
         policy.return_high.mul_(decay).add_((1.0 - decay) * high)
         policy.return_norm_initialized.fill_(1.0)
         return th.clamp(policy.return_high - policy.return_low, min=self.return_norm_limit)
-
-    def _real_data_losses(self, feat: th.Tensor, data: SequenceSamples, scale: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """Hybrid fallback (seed 004, MBPO flavour): actor-critic losses along replayed real sequences.
-
-        Transitions t -> t+1 inside one episode use the real reward r_{t+1} and continue flag; the actor takes a
-        likelihood-ratio step on the real action a_t (stored in row t + 1) with the lambda-return advantage.
-
-        :param feat: posterior model states (B, T, F), detached
-        :param data: the replayed batch
-        :param scale: the current return scale
-        :return: actor and critic losses
-        """
-        policy = self.policy
-        valid = (~data.is_first[:, 1:]).float()  # (B, T-1): row t+1 continues row t's episode
-        reward = (data.rewards[:, 1:] * valid).T  # (T-1, B)
-        cont = ((~data.is_terminal[:, 1:]).float() * valid).T
-        feats = feat.transpose(0, 1)  # (T, B, F)
-        with th.no_grad():
-            value = policy.value(feats)
-            returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)
-        weight = valid.T
-        dist = policy.action_dist(feats[:-1])
-        advantage = (returns - value[:-1]) / scale
-        actor_loss = -(weight * (dist.log_prob(data.prev_actions[:, 1:].transpose(0, 1)) * advantage)).mean()
-        critic_loss = (weight * twohot_loss(policy.critic(feats[:-1]), returns, policy.bins)).mean()
-        return actor_loss, critic_loss
-
-    def _log_open_loop(self, data: SequenceSamples) -> None:
-        """Log real vs open-loop imagined frames of one replayed sequence to TensorBoard (image observations only).
-
-        The first ``context`` steps are filtered with the posterior, the rest imagined with the replayed actions.
-        """
-        policy = self.policy
-        if not policy.codec.image_specs:
-            return
-        context = min(5, self.batch_length - 1)
-        with th.no_grad():
-            obs = _map_obs(data.observations, lambda x: x[:1])
-            embed = policy.codec.encode(_flatten_time(obs)).view(1, self.batch_length, -1)
-            post, _, _ = policy.rssm.observe(embed[:, :context], data.prev_actions[:1, :context], data.is_first[:1, :context])
-            state = RSSMState(post.deter[:, -1], post.stoch[:, -1])
-            feats = [th.cat(state, dim=-1)]
-            for t in range(context, self.batch_length):
-                deter = policy.rssm.sequence_step(state, data.prev_actions[:1, t])
-                state = RSSMState(deter, policy.rssm.prior_log_probs(deter).exp().flatten(-2))
-                feats.append(th.cat(state, dim=-1))
-            imagined = policy.codec.decode_images(th.cat(feats[1:]))
-            real, _ = policy.codec.targets(_flatten_time(_map_obs(obs, lambda x: x[:, context:])))
-        for key, frames in imagined.items():
-            truth = real[key] + 0.5  # (T', C, H, W)
-            strip = th.cat([th.cat(list(truth), dim=-1), th.cat(list(frames), dim=-1)], dim=-2)  # real over imagined
-            if strip.shape[0] not in (1, 3):
-                strip = strip[:1]
-            self.logger.record(
-                f"train/open_loop_{key}", Image(strip.cpu().numpy(), "CHW"), exclude=("stdout", "log", "json", "csv")
-            )
 
     # Saving ------------------------------------------------------------------------------------------------------------
 
@@ -698,21 +651,6 @@ class Dreamer(OffPolicyAlgorithm):
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
 
 
-@contextlib.contextmanager
-def frozen(params: list[th.nn.Parameter]) -> Iterator[None]:
-    """Switch off ``requires_grad`` of ``params`` inside the block (gradients still flow through them to their inputs).
-
-    :param params: parameters to freeze; they get ``requires_grad=True`` back on exit
-    """
-    for param in params:
-        param.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for param in params:
-            param.requires_grad_(True)
-
-
 def _check_observation_space(space: spaces.Space) -> None:
     boxes = space.spaces.values() if isinstance(space, spaces.Dict) else [space]
     for sub in boxes:
@@ -721,25 +659,3 @@ def _check_observation_space(space: spaces.Space) -> None:
                 f"Dreamer supports Box observations (vectors or images) and Dict spaces of them, got {space}. "
                 "Wrap other spaces first (e.g. gymnasium.wrappers.FlattenObservation for Discrete/Tuple spaces)."
             )
-
-
-def _map_obs(obs: th.Tensor | dict[str, th.Tensor], fn: Callable[[th.Tensor], th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
-    """Apply ``fn`` to an observation tensor or to each tensor of a Dict observation."""
-    if isinstance(obs, dict):
-        return {key: fn(value) for key, value in obs.items()}
-    return fn(obs)
-
-
-def _flatten_time(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
-    """(B, T, ...) -> (B * T, ...) for a tensor or each tensor of a dict."""
-    return _map_obs(obs, lambda x: x.flatten(0, 1))
-
-
-def _optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor, max_norm: float) -> float:
-    """Zero, backpropagate, clip the gradient norm and step; returns the gradient norm before clipping."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    norm = th.nn.utils.clip_grad_norm_(params, max_norm)
-    optimizer.step()
-    return float(norm)
