@@ -7,8 +7,9 @@ and only one of them computes at a time. Reported: the median seconds per update
 and by minimum.
 
 Run: ``git worktree add /tmp/baseline <commit> && python benchmarks/update_speed_ab.py --baseline /tmp/baseline``
-(``--config`` picks a row of ``speed.py``'s ``CONFIGS``, ``--kwargs`` adds Dreamer arguments to both; writes
-``benchmarks/results/update_speed_ab_<config>.json``).
+(``--config`` picks a row of ``speed.py``'s ``CONFIGS``, ``--kwargs`` adds Dreamer arguments to both,
+``--baseline-kwargs`` gives the baseline other ones; writes ``benchmarks/results/update_speed_ab_<config>.json``).
+A knob of one checkout against its default: ``--baseline . --kwargs '{"mixed_precision": true}' --baseline-kwargs '{}'``.
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="checkout of the version to compare against")
     parser.add_argument("--config", default="xs-pendulum", help="a row of speed.py's CONFIGS")
     parser.add_argument("--kwargs", default="{}", help="Dreamer arguments for both, JSON")
+    parser.add_argument("--baseline-kwargs", default=None, help="Dreamer arguments for the baseline (default: --kwargs)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default: results/update_speed_ab_<config>.json)")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--updates", type=int, default=5, help="updates per turn")
     args = parser.parse_args()
     checkouts = {"this": HERE.parent, "baseline": args.baseline.resolve()}
-    workers = {name: start_worker(path, args.config, args.kwargs) for name, path in checkouts.items()}
+    kwargs = {"this": args.kwargs, "baseline": args.kwargs if args.baseline_kwargs is None else args.baseline_kwargs}
+    workers = {name: start_worker(path, args.config, kwargs[name]) for name, path in checkouts.items()}
     times: dict[str, list[float]] = {name: [] for name in workers}
     for _ in range(args.rounds):
         for name, worker in workers.items():
@@ -92,19 +96,20 @@ def main() -> None:
     median = {name: float(np.median(values)) for name, values in times.items()}
     report = dict(
         config=args.config,
-        kwargs=json.loads(args.kwargs),
+        kwargs={name: json.loads(value) for name, value in kwargs.items()},
         commits={name: commit_of(path) for name, path in checkouts.items()},
         seconds_per_update=times,
         median_seconds=median,
         speedup_median=median["baseline"] / median["this"],
         speedup_min=min(times["baseline"]) / min(times["this"]),
     )
-    out = HERE / "results" / f"update_speed_ab_{args.config}.json"
+    out = args.out or HERE / "results" / f"update_speed_ab_{args.config}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(
-        f"{args.config} {args.kwargs}: this {median['this']:.3f} s/update ({report['commits']['this']}), baseline "
-        f"{median['baseline']:.3f} ({report['commits']['baseline']}): {report['speedup_median']:.2f}x by median, "
+        f"{args.config}: this {median['this']:.3f} s/update ({report['commits']['this']}, {kwargs['this']}), baseline "
+        f"{median['baseline']:.3f} ({report['commits']['baseline']}, {kwargs['baseline']}): "
+        f"{report['speedup_median']:.2f}x by median, "
         f"{report['speedup_min']:.2f}x by minimum"
     )
 

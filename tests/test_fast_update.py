@@ -2,11 +2,10 @@
 
 The fast path replaces some ops by cheaper ones with the same maths: the two-hot loss gathers two log-probabilities
 instead of building (..., 255) one-hots, the two-hot mean is a matrix product, the unimix softmax over few classes runs
-on a transposed view, the one-hot sample is a comparison with the maximum, and with dynamics gradients the critic's
-weights are frozen during imagination, the 255-bin output layers multiply with a weight padded to 256 rows, the critic's
-two two-hot losses share one ``log_softmax`` and, with likelihood-ratio gradients, one critic pass gives both the
-imagined values and the critic's loss. Here one update from the same state and batch is run both ways, and the
-losses, gradient norms and every parameter afterwards must agree.
+on a transposed view, the one-hot sample is a comparison with the maximum, with dynamics gradients the critic's weights
+are frozen during imagination, the critic's two two-hot losses share one ``log_softmax`` and, with likelihood-ratio
+gradients, one critic pass gives both the imagined values and the critic's loss. Here one update from the same state
+and batch is run both ways, and the losses, gradient norms and every parameter afterwards must agree.
 """
 
 from __future__ import annotations
@@ -75,7 +74,6 @@ PLAIN = {
     (world_model_module, "unimix_logits"): plain_unimix_logits,
     (world_model_module, "sample_onehot"): plain_sample_onehot,
     (dreamer_module.Dreamer, "_imagination_context"): plain_imagination_context,
-    (world_model_module.PaddedLinear, "forward"): th.nn.Linear.forward,
 }
 
 

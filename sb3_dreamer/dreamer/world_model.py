@@ -22,20 +22,6 @@ from sb3_dreamer.dreamer.distributions import categorical_kl, gumbel_noise, samp
 from sb3_dreamer.dreamer.type_aliases import RSSMState, TensorDict
 
 
-class PaddedLinear(nn.Linear):
-    """A linear layer that multiplies with its weight padded by zero rows to a multiple of 16 outputs, then drops them.
-
-    Same parameters, same outputs: only the matrix product's shape changes. On a CPU, MKL multiplies (3840 x 128) by
-    (128 x 255) about 2x slower than by (128 x 256) (measured with one thread, torch 2.13), and the 255-bin two-hot
-    heads of DreamerV3 (reward, critic) run on every imagined state.
-    """
-
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        pad = -self.out_features % 16
-        bias = None if self.bias is None else F.pad(self.bias, (0, pad))
-        return F.linear(x, F.pad(self.weight, (0, 0, 0, pad)), bias)[..., : self.out_features]
-
-
 def mlp(in_dim: int, widths: list[int], out_dim: int | None = None, zero_init: bool = False) -> nn.Sequential:
     """Linear-LayerNorm-SiLU blocks, optionally followed by a linear output layer (DreamerV3 uses RMSNorm + SiLU).
 
@@ -51,7 +37,7 @@ def mlp(in_dim: int, widths: list[int], out_dim: int | None = None, zero_init: b
         modules += [nn.Linear(width, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU()]
         width = hidden
     if out_dim is not None:
-        out = (PaddedLinear if out_dim > 16 and out_dim % 16 else nn.Linear)(width, out_dim)
+        out = nn.Linear(width, out_dim)
         if zero_init:
             nn.init.zeros_(out.weight)
             nn.init.zeros_(out.bias)
