@@ -75,3 +75,34 @@ def test_quick_sets_the_step_count(tmp_path, capsys, monkeypatch) -> None:
     assert Dreamer.load(path).num_timesteps == 48
     # Output is not a terminal under pytest: progress comes as lines.
     assert "step 48/48 (100 %)" in capsys.readouterr().out
+
+
+def test_stop_at_ends_training_at_the_first_evaluation_that_reaches_it(tmp_path, capsys) -> None:
+    path = tmp_path / "stop.zip"
+    overrides = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=1000)
+    argv = ["--env", "CartPole-v1", "-n", "400", "--stop-at", "5", "--eval-freq", "100", "--eval-episodes", "1"]
+    code = main([*argv, "--save-path", str(path), "--hyperparams", json.dumps(overrides)])
+    assert code == 0
+    assert Dreamer.load(path).num_timesteps == 100  # any CartPole episode lasts >= 8 steps > 5: stops at the first check
+    assert "Stopping training" in capsys.readouterr().out
+    unreachable = ["--env", "CartPole-v1", "-n", "400", "--stop-at", "1e9", "--eval-freq", "100", "--eval-episodes", "1"]
+    main([*unreachable, "--save-path", str(path), "--hyperparams", json.dumps(overrides)])
+    assert Dreamer.load(path).num_timesteps == 400  # an unreachable goal: all the steps
+
+
+def test_default_goal_only_on_the_default_env() -> None:
+    parser = sb3_dreamer.__main__._parser()
+    goal = sb3_dreamer.__main__._goal_callback
+    default = goal(parser.parse_args([]))
+    assert default is not None and default.callback_on_new_best.reward_threshold == DEFAULT_CONFIG["stop_at"] == -200
+    assert default.eval_freq == DEFAULT_CONFIG["eval_freq"] and default.n_eval_episodes == 5
+    assert goal(parser.parse_args(["--no-stop"])) is None
+    assert goal(parser.parse_args(["--env", "CartPole-v1"])) is None
+    assert goal(parser.parse_args(["--env", "CartPole-v1", "--stop-at", "475"])).callback_on_new_best.reward_threshold == 475
+    assert goal(parser.parse_args(["--eval-episodes", "0"])) is None  # the default goal needs evaluations: none, no error
+
+
+def test_explicit_stop_at_without_evaluations_is_a_one_line_error(capsys) -> None:
+    assert main(["--stop-at", "-150", "--eval-episodes", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--stop-at needs periodic evaluations" in err and "Traceback" not in err
