@@ -1,10 +1,10 @@
 """A/B timing of Dreamer's update: this checkout against another one, in turns, on the same machine and in one run.
 
-One worker process per checkout (one torch thread each, importing ``sb3_dreamer`` from that checkout's files) builds
-the same model on the same seed with a filled replay buffer, then waits; the main process tells the workers in turn
-(A, B, A, B, ...) to run a few updates and report the seconds, so that load from other processes affects both alike
-and only one of them computes at a time. Reported: the median seconds per update of each and their ratio, by median
-and by minimum.
+One worker process per checkout (one torch thread each unless ``--threads`` says otherwise; ``sb3_dreamer`` imported
+from that checkout's files) builds the same model on the same seed with a filled replay buffer, then waits; the main
+process tells the workers in turn (A, B, A, B, ...) to run a few updates and report the seconds, so that load from
+other processes affects both alike and only one of them computes at a time. Reported: the median seconds per update
+of each and their ratio, by median and by minimum.
 
 Run: ``git worktree add /tmp/baseline <commit> && python benchmarks/update_speed_ab.py --baseline /tmp/baseline``
 (``--config`` picks a row of ``speed.py``'s ``CONFIGS``, ``--kwargs`` adds Dreamer arguments to both,
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 WORKER = """
 import importlib.util, json, sys, time
 import torch as th
-th.set_num_threads(1)
+th.set_num_threads({threads})
 sys.path.insert(0, {benchmarks!r})
 # Import the package from the checkout's files (an editable install's finder would otherwise win over sys.path).
 package = {checkout!r} + "/sb3_dreamer"
@@ -49,10 +49,10 @@ for line in sys.stdin:
 """
 
 
-def start_worker(checkout: Path, config: str, kwargs: str) -> subprocess.Popen:
+def start_worker(checkout: Path, config: str, kwargs: str, threads: int) -> subprocess.Popen:
     """A worker that imports ``sb3_dreamer`` from ``checkout`` and times updates on request."""
-    code = WORKER.format(benchmarks=str(HERE), checkout=str(checkout), config=config, kwargs=kwargs)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = WORKER.format(benchmarks=str(HERE), checkout=str(checkout), config=config, kwargs=kwargs, threads=threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     worker = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert worker.stdout is not None
     line = worker.stdout.readline()
@@ -81,12 +81,15 @@ def main() -> None:
     parser.add_argument("--kwargs", default="{}", help="Dreamer arguments for both, JSON")
     parser.add_argument("--baseline-kwargs", default=None, help="Dreamer arguments for the baseline (default: --kwargs)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: results/update_speed_ab_<config>.json)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this checkout's worker")
+    parser.add_argument("--baseline-threads", type=int, default=None, help="the baseline's (default: --threads)")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--updates", type=int, default=5, help="updates per turn")
     args = parser.parse_args()
     checkouts = {"this": HERE.parent, "baseline": args.baseline.resolve()}
     kwargs = {"this": args.kwargs, "baseline": args.kwargs if args.baseline_kwargs is None else args.baseline_kwargs}
-    workers = {name: start_worker(path, args.config, kwargs[name]) for name, path in checkouts.items()}
+    threads = {"this": args.threads, "baseline": args.baseline_threads or args.threads}
+    workers = {name: start_worker(path, args.config, kwargs[name], threads[name]) for name, path in checkouts.items()}
     times: dict[str, list[float]] = {name: [] for name in workers}
     for _ in range(args.rounds):
         for name, worker in workers.items():
@@ -97,6 +100,7 @@ def main() -> None:
     report = dict(
         config=args.config,
         kwargs={name: json.loads(value) for name, value in kwargs.items()},
+        threads=threads,
         commits={name: commit_of(path) for name, path in checkouts.items()},
         seconds_per_update=times,
         median_seconds=median,
