@@ -18,13 +18,12 @@ from stable_baselines3.common.monitor import Monitor
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
 from sb3_dreamer import Dreamer
 from sb3_dreamer.alignment import DTWRewardWrapper, record_trajectories
+from tests.conftest import tiny
 
 th.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(
-    policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, train_freq=8, buffer_size=1000
-)
+TINY = tiny(train_freq=8, buffer_size=1000)
 TARGET = "sb3_dreamer/PendulumTarget-v0"
 
 

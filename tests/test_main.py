@@ -11,11 +11,12 @@ import pytest
 import sb3_dreamer.__main__
 from sb3_dreamer import Dreamer
 from sb3_dreamer.__main__ import DEFAULT_CONFIG, main
+from tests.conftest import tiny
 
 
 def test_main_trains_saves_and_evaluates(tmp_path, capsys) -> None:
     path = tmp_path / "model.zip"
-    overrides = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, train_freq=8)
+    overrides = tiny(train_freq=8)
     code = main(["-n", "40", "--save-path", str(path), "--hyperparams", json.dumps(overrides), "--eval-episodes", "1"])
     assert code == 0
     out = capsys.readouterr().out
@@ -69,7 +70,7 @@ def test_help_shows_defaults_and_duration(capsys) -> None:
 def test_quick_sets_the_step_count(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(sb3_dreamer.__main__, "QUICK_TIMESTEPS", 48)  # the wiring, not the real 2000 steps
     path = tmp_path / "quick.zip"
-    overrides = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, train_freq=16)
+    overrides = tiny(train_freq=16)
     code = main(["--quick", "--save-path", str(path), "--hyperparams", json.dumps(overrides), "--eval-episodes", "0"])
     assert code == 0
     assert Dreamer.load(path).num_timesteps == 48
@@ -79,7 +80,7 @@ def test_quick_sets_the_step_count(tmp_path, capsys, monkeypatch) -> None:
 
 def test_stop_at_ends_training_at_the_first_evaluation_that_reaches_it(tmp_path, capsys) -> None:
     path = tmp_path / "stop.zip"
-    overrides = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=1000)
+    overrides = tiny(learning_starts=1000)
     argv = ["--env", "CartPole-v1", "-n", "400", "--stop-at", "5", "--eval-freq", "100", "--eval-episodes", "1"]
     code = main([*argv, "--save-path", str(path), "--hyperparams", json.dumps(overrides)])
     assert code == 0

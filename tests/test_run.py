@@ -182,5 +182,7 @@ def test_evaluate_policy_and_eval_checkpoint_callbacks(tmp_path) -> None:
     model.learn(60, callback=[eval_cb, ckpt_cb])
     assert (tmp_path / "evaluations.npz").exists() and (tmp_path / "best_model.zip").exists()
     assert (tmp_path / "rl_model_60_steps.zip").exists() and (tmp_path / "rl_model_replay_buffer_60_steps.pkl").exists()
-    mean, _std = evaluate_policy(model, env, n_eval_episodes=2)
-    assert 8 <= mean <= 500
+    evaluations = np.load(tmp_path / "evaluations.npz")
+    assert list(evaluations["timesteps"]) == [30, 60] and evaluations["results"].shape == (2, 2)
+    returns, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
+    assert len(returns) == 2 and returns == [float(length) for length in lengths]  # CartPole pays 1 per step

@@ -18,6 +18,7 @@ from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.transfer import TransferConfig
 from sb3_dreamer.transfer.__main__ import DEFAULT_OUT, PROG, _parser, main
 from sb3_dreamer.transfer.dtw_pipeline import check_config
+from tests.conftest import tiny
 
 OPTIONS = {
     "--source-env": TransferConfig.source_env,
@@ -74,7 +75,7 @@ def test_quick_example_of_the_help_is_valid_and_small(capsys) -> None:
 #: Cheap settings put before each failing invocation: without the checks, the run fails within seconds instead of
 #: training for hours (and writes into tmp_path, not the working directory).
 TINY_RUN = ["--source-steps", "2", "--target-steps", "2", "--n-reference-episodes", "1", "--eval-episodes", "1"]
-TINY_DREAMER = json.dumps(dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=1))
+TINY_DREAMER = json.dumps(tiny(learning_starts=1))
 
 
 @pytest.fixture
@@ -198,8 +199,7 @@ def test_source_model_that_is_not_a_dreamer_zip_is_one_line(usage_error, tmp_pat
 
 
 def test_source_model_of_another_env_is_one_line(usage_error, tmp_path) -> None:
-    tiny = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8)
-    Dreamer("MlpPolicy", "CartPole-v1", device="cpu", **tiny).save(tmp_path / "cartpole")
+    Dreamer("MlpPolicy", "CartPole-v1", device="cpu", **tiny()).save(tmp_path / "cartpole")
     # ".zip" is appended to a path that does not exist, as Dreamer.load does.
     message = usage_error("--source-model", str(tmp_path / "cartpole"))
     assert "cartpole.zip" in message and "trained with observation space Box" in message

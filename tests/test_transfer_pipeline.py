@@ -10,8 +10,9 @@ import pytest
 from sb3_dreamer import Dreamer, TrajectoryDataset
 from sb3_dreamer.transfer import TransferConfig, run_dtw_transfer
 from sb3_dreamer.transfer.__main__ import main
+from tests.conftest import tiny
 
-TINY = dict(policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, train_freq=8)
+TINY = tiny(train_freq=8)
 
 
 @pytest.mark.parametrize("init_from_source", [False, True])

@@ -35,6 +35,7 @@ from stable_baselines3.common.monitor import ResultsWriter
 from sb3_dreamer import DREAMERV3_SETTINGS, Dreamer
 from sb3_dreamer_plugins import cli
 from sb3_dreamer_plugins.rl_zoo import convert_dreamer_params, register, sample_dreamer_params
+from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "zoo_configs" / "dreamer.yml"
@@ -443,9 +444,7 @@ def test_script_help_names_the_defaults(script: str, expected: list[str], capsys
 
 
 def _tiny() -> dict[str, Any]:
-    return dict(
-        policy_kwargs=dict(model_size="debug"), batch_size=2, batch_length=8, learning_starts=16, imagination_horizon=3
-    )
+    return {key: value for key, value in tiny().items() if key != "train_freq"}
 
 
 def _write_pendulum_reference(path: Path) -> None:

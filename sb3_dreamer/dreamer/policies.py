@@ -119,6 +119,8 @@ class DreamerPolicy(BasePolicy):
     :param num_bins: bins of the two-hot reward and critic heads
     :param optimizer_class: optimiser of all three modules (DreamerV3 2023 code: Adam)
     :param optimizer_kwargs: extra optimiser arguments; the default eps is 1e-8 (world model) and 1e-5 (actor, critic)
+    :param normalize_images: SB3's policy argument, kept so that ``DreamerPolicy.load`` works; must stay True (the
+        codec scales images from the space's bounds itself)
     """
 
     def __init__(
@@ -142,8 +144,20 @@ class DreamerPolicy(BasePolicy):
         num_bins: int = 255,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
     ) -> None:
-        super().__init__(observation_space, action_space, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
+        if not normalize_images:
+            raise ValueError(
+                "DreamerPolicy scales image observations itself, from the observation space's bounds to [-0.5, 0.5] "
+                "(DreamerV3's convention); normalize_images=False is not supported"
+            )
+        super().__init__(
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=normalize_images,
+        )
         # predict() calls in a row without a state, and whether that was warned about (see _warn_stateless_predict)
         self._stateless_predicts = 0
         self._stateless_n_obs: int | None = None
@@ -233,6 +247,8 @@ class DreamerPolicy(BasePolicy):
             min_std=self.min_std,
             max_std=self.max_std,
             num_bins=self.num_bins,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
         )
         return data
 

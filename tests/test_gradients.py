@@ -1,0 +1,75 @@
+"""Gradient routing of the update: where each loss may and may not send gradients (DreamerV3, Eq. 5, 10, 11)."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+
+import sb3_dreamer.dreamer.dreamer as dreamer_module
+from sb3_dreamer import Dreamer
+from sb3_dreamer.dreamer.world_model import RSSM
+from tests.conftest import tiny
+
+
+def test_kl_balancing_sends_dyn_to_the_prior_and_rep_to_the_posterior() -> None:
+    """dyn = KL[sg(q) || p] trains only the prior, rep = KL[q || sg(p)] only the posterior (swapping them fails)."""
+    rssm = RSSM(deter=8, stoch=4, classes=5, units=8, action_dim=1, embed_dim=6)
+    generator = th.Generator().manual_seed(0)
+    post_logits = (3 * th.randn(2, 4, 5, generator=generator)).requires_grad_(True)
+    prior_logits = (3 * th.randn(2, 4, 5, generator=generator)).requires_grad_(True)
+    post_lp, prior_lp = post_logits.log_softmax(-1), prior_logits.log_softmax(-1)
+    dyn, rep = rssm.kl_loss(post_lp, prior_lp, free_nats=0.0)
+    assert th.allclose(dyn, rep)  # the same KL value, different stop-gradients
+    d_post, d_prior = th.autograd.grad(dyn.sum(), [post_logits, prior_logits], allow_unused=True, retain_graph=True)
+    assert (d_post is None or th.all(d_post == 0)) and d_prior.abs().sum() > 0
+    d_post, d_prior = th.autograd.grad(rep.sum(), [post_logits, prior_logits], allow_unused=True)
+    assert d_post.abs().sum() > 0 and (d_prior is None or th.all(d_prior == 0))
+
+
+def test_free_bits_stop_the_gradient_below_the_threshold() -> None:
+    rssm = RSSM(deter=8, stoch=4, classes=5, units=8, action_dim=1, embed_dim=6)
+    logits = th.randn(3, 4, 5).requires_grad_(True)
+    lp = logits.log_softmax(-1)
+    dyn, rep = rssm.kl_loss(lp, (lp + 0.01 * th.randn_like(lp)).log_softmax(-1), free_nats=1.0)
+    assert th.all(dyn == 1.0) and th.all(rep == 1.0)
+    (grad,) = th.autograd.grad((dyn + rep).sum(), [logits])
+    assert th.all(grad == 0)
+
+
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+def test_actor_and_critic_losses_reach_only_their_own_parameters(actor_grad: str, monkeypatch) -> None:
+    """In a real update, the actor's backward leaves world-model and critic gradients at None, the critic's leaves the
+    world model's and the actor's at None."""
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, actor_grad=actor_grad, **tiny(learning_starts=64))
+    model.learn(64)  # fills the buffer, no update yet
+    policy = model.policy
+    groups = {
+        "world model": policy.world_model_parameters(),
+        "actor": list(policy.actor.parameters()),
+        "critic": list(policy.critic.parameters()),
+    }
+    checked: list[str] = []
+    original = dreamer_module.optimizer_step
+
+    def checking_step(optimizer: th.optim.Optimizer, loss: th.Tensor, max_norm: float) -> float:
+        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        others = {name: params for name, params in groups.items() if id(params[0]) not in own}
+        for params in others.values():
+            for param in params:
+                param.grad = None
+        norm = original(optimizer, loss, max_norm)
+        owner = next(name for name in groups if name not in others)
+        for name, params in others.items():
+            assert all(param.grad is None for param in params), f"the {owner} loss reached the {name}"
+        assert any(param.grad is not None and param.grad.abs().sum() > 0 for param in params_of(optimizer))
+        checked.append(owner)
+        return norm
+
+    monkeypatch.setattr(dreamer_module, "optimizer_step", checking_step)
+    model.learning_starts = 0
+    model.train(1, model.batch_size)
+    assert checked == ["world model", "actor", "critic"]
+
+
+def params_of(optimizer: th.optim.Optimizer) -> list[th.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
