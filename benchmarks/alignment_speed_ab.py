@@ -15,7 +15,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from common import commit_of  # benchmarks/ is the script's folder
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -36,11 +36,6 @@ def load_module(checkout: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def commit_of(checkout: Path) -> str:
-    result = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"], capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
 
 
 def alternate(functions: dict[str, Any], repeats: int) -> dict[str, float]:

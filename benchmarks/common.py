@@ -239,3 +239,9 @@ def code_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def commit_of(checkout: Path) -> str:
+    """``git describe --always --dirty`` of another checkout (A/B timings), ``"unknown"`` outside git."""
+    result = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from common import commit_of  # benchmarks/ is the script's folder
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,11 +68,6 @@ def timed(worker: subprocess.Popen, updates: int) -> float:
     worker.stdin.write(f"{updates}\n")
     worker.stdin.flush()
     return float(worker.stdout.readline()) / updates
-
-
-def commit_of(checkout: Path) -> str:
-    result = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"], capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
 
 
 def main() -> None:
