@@ -32,7 +32,7 @@ from rl_zoo3.utils import get_model_path
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.monitor import ResultsWriter
 
-from sb3_dreamer import DREAMERV3_SETTINGS, Dreamer
+from sb3_dreamer import Dreamer
 from sb3_dreamer_plugins import cli
 from sb3_dreamer_plugins.rl_zoo import convert_dreamer_params, register, sample_dreamer_params
 from tests.conftest import tiny
@@ -129,32 +129,32 @@ def test_config_has_the_required_entries() -> None:
     assert ENTRIES["MinAtar/Breakout-v1"]["policy"] == "CnnPolicy"
     wrapper = ENTRIES["sb3_dreamer/PendulumTarget-v0"]["env_wrapper"][0]
     assert "sb3_dreamer.alignment.DTWRewardWrapper" in wrapper
-    # "DreamerV3 defaults" entries carry the values of sb3_dreamer.DREAMERV3_SETTINGS (YAML cannot import them).
-    for name in ("default", "Acrobot-v1", "HopperBulletEnv-v0", "AntBulletEnv-v0"):
-        assert {key: ENTRIES[name][key] for key in DREAMERV3_SETTINGS} == dict(DREAMERV3_SETTINGS), name
     for name, entry in ENTRIES.items():
         assert isinstance(entry["n_timesteps"], float), name  # not a string such as "1e4"
         assert not entry.get("normalize", False), name
         cli.check_config(str(CONFIG), name, {})
 
 
-def test_measured_entries_match_the_benchmark_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pendulum-v1 and CartPole-v1 carry the benchmark settings; Pendulum-v1 also those of python -m sb3_dreamer."""
+def test_one_hyperparameter_set_for_every_task() -> None:
+    """Entries set only budgets, policies, wrappers and n_envs: every task trains with the constructor's defaults."""
+    allowed = {"n_timesteps", "policy", "env_wrapper", "n_envs", "normalize"}
+    for name, entry in ENTRIES.items():
+        assert set(entry) <= allowed, (name, set(entry) - allowed)
+
+
+def test_benchmark_and_main_read_the_zoo_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's Dreamer runs and ``python -m sb3_dreamer`` take their settings from the zoo file."""
     from sb3_dreamer.__main__ import DEFAULT_CONFIG
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its folder is on sys.path
     spec = importlib.util.spec_from_file_location("sample_efficiency", ROOT / "benchmarks" / "sample_efficiency.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    for env_id in ("Pendulum-v1", "CartPole-v1"):
-        entry = dict(ENTRIES[env_id])
-        assert entry.pop("n_timesteps") == benchmark.GOALS[env_id]["dreamer_steps"]
-        assert entry.pop("policy") == "MlpPolicy"
-        assert entry == benchmark.DREAMER_HYPERPARAMS[env_id]
-    assert dict(ENTRIES["Pendulum-v1"], n_timesteps=None, policy=None) == dict(
-        DEFAULT_CONFIG["hyperparams"], n_timesteps=None, policy=None
-    )
-    assert DEFAULT_CONFIG["n_timesteps"] == ENTRIES["Pendulum-v1"]["n_timesteps"]
+    for env_id in benchmark.GOALS:
+        policy, budget, rest = benchmark.dreamer_entry(env_id)
+        assert (policy, budget, rest) == (ENTRIES[env_id]["policy"], int(ENTRIES[env_id]["n_timesteps"]), {})
+    assert DEFAULT_CONFIG["hyperparams"] == {}
+    assert DEFAULT_CONFIG["n_timesteps"] == ENTRIES[DEFAULT_CONFIG["env"]]["n_timesteps"]
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))

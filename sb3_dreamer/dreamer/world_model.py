@@ -214,6 +214,14 @@ class ObservationCodec(nn.Module):
         return {key: (decoder(feat) + 0.5).clamp(0.0, 1.0) for key, decoder in self.image_decoders.items()}
 
 
+def bound_action(action: th.Tensor) -> th.Tensor:
+    """a / sg(max(1, |a|)), elementwise: actions in [-1, 1] pass unchanged, others are scaled onto the bound.
+
+    DreamerV3 (2025 code, ``RSSM._core``): https://github.com/danijar/dreamerv3/blob/e3f0224/dreamerv3/rssm.py
+    """
+    return action / action.detach().abs().clamp(min=1.0)
+
+
 class RSSM(nn.Module):
     """Recurrent state-space model with discrete latents (DreamerV2/V3).
 
@@ -258,8 +266,14 @@ class RSSM(nn.Module):
     def sequence_step(self, state: RSSMState, action: th.Tensor) -> th.Tensor:
         """Advance the deterministic state: h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]).
 
+        Continuous actions enter scaled to |a| <= 1, as a / sg(max(1, |a|)) (DreamerV3's 2025 code,
+        https://github.com/danijar/dreamerv3/blob/e3f0224/dreamerv3/rssm.py, ``RSSM._core``): the world model is trained
+        on replayed actions in [-1, 1], and imagined samples of the actor's normal may fall outside. The stop-gradient
+        keeps a gradient to out-of-range actions (scaled by 1 / |a|). One-hot actions are unchanged.
+
         :return: the new ``deter`` (N, deter)
         """
+        action = bound_action(action)
         x = self.img_in(th.cat([state.stoch, action], dim=-1))
         reset, cand, update = self.gru_norm(self.gru(th.cat([x, state.deter], dim=-1))).chunk(3, dim=-1)
         reset = th.sigmoid(reset)
