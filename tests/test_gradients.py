@@ -7,7 +7,7 @@ import torch as th
 
 import sb3_dreamer.dreamer.dreamer as dreamer_module
 from sb3_dreamer import Dreamer
-from sb3_dreamer.dreamer.world_model import RSSM
+from sb3_dreamer.dreamer.world_model import RSSM, bound_action
 from tests.conftest import tiny
 
 
@@ -73,3 +73,43 @@ def test_actor_and_critic_losses_reach_only_their_own_parameters(actor_grad: str
 
 def params_of(optimizer: th.optim.Optimizer) -> list[th.nn.Parameter]:
     return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def test_bound_action_scales_onto_the_bound_and_keeps_a_gradient() -> None:
+    """a / sg(max(1, |a|)): in-range actions unchanged, out-of-range ones at +-1 with gradient 1 / |a| (not 0)."""
+    action = th.tensor([-3.0, -1.0, -0.5, 0.0, 0.7, 1.0, 4.0], requires_grad=True)
+    bounded = bound_action(action)
+    assert th.equal(bounded.detach(), th.tensor([-1.0, -1.0, -0.5, 0.0, 0.7, 1.0, 1.0]))
+    (grad,) = th.autograd.grad(bounded.sum(), [action])
+    assert th.allclose(grad, th.tensor([1 / 3, 1.0, 1.0, 1.0, 1.0, 1.0, 0.25]))
+
+
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+def test_imagined_actions_enter_the_sequence_model_in_bounds(actor_grad: str, monkeypatch) -> None:
+    """With an actor whose samples leave [-1, 1] (std up to 5), every action the sequence model sees in a real update,
+    imagined or replayed, lies in [-1, 1], and some imagined samples were out of range (so the check is not empty)."""
+    model = Dreamer(
+        "MlpPolicy", "Pendulum-v1", seed=0, actor_grad=actor_grad, **tiny(learning_starts=64, policy_kwargs=dict(
+            model_size="debug", min_std=2.0, max_std=5.0))
+    )  # fmt: skip
+    model.learn(64)
+    seen: list[th.Tensor] = []
+    raw: list[th.Tensor] = []
+    rssm = model.policy.rssm
+    original_imagine = rssm.imagine
+
+    def recording_imagine(start, policy, horizon):
+        feats, actions = original_imagine(start, policy, horizon)
+        raw.append(actions.detach())
+        return feats, actions
+
+    def hook(module: th.nn.Module, inputs: tuple[th.Tensor]) -> None:
+        seen.append(inputs[0][..., rssm.stoch_dim :].detach())  # img_in's input is [z_{t-1}, a_{t-1}]
+
+    monkeypatch.setattr(rssm, "imagine", recording_imagine)
+    handle = rssm.img_in.register_forward_pre_hook(hook)
+    model.train(gradient_steps=1, batch_size=model.batch_size)
+    handle.remove()
+    assert raw and th.cat([a.flatten() for a in raw]).abs().max() > 1.5  # the actor did sample out of range
+    actions = th.cat([a.flatten() for a in seen])
+    assert actions.numel() > 0 and actions.abs().max() <= 1.0
