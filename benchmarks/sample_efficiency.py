@@ -77,8 +77,7 @@ def run_one(
     from stable_baselines3 import DQN, SAC
     from stable_baselines3.common.monitor import Monitor
 
-    import sb3_dreamer  # noqa: F401  (registers the MinAtar ids)
-    from sb3_dreamer import Dreamer
+    from sb3_dreamer import Dreamer  # importing the package also registers the MinAtar ids
 
     th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     policy, budget, entry = dreamer_entry(env_id)

@@ -143,7 +143,8 @@ def test_one_hyperparameter_set_for_every_task() -> None:
 
 
 def test_benchmark_and_main_read_the_zoo_entries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The benchmark's Dreamer runs and ``python -m sb3_dreamer`` take their settings from the zoo file."""
+    """The benchmark reads Dreamer's settings and budgets from the zoo file; ``python -m sb3_dreamer`` uses the constructor
+    defaults and a budget that agrees with the zoo entry of its env."""
     from sb3_dreamer.__main__ import DEFAULT_CONFIG
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its folder is on sys.path
