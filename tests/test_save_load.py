@@ -148,8 +148,8 @@ def test_replay_buffer_mismatch_raises(tmp_path) -> None:
         other.load_replay_buffer(tmp_path / "cartpole.pkl")
 
 
-def _run(seed: int) -> tuple[float, float]:
-    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=seed, **tiny())
+def _run(seed: int, env_id: str) -> tuple[float, float]:
+    model = Dreamer("MlpPolicy", env_id, seed=seed, **tiny())
     model.learn(60)
     env = model.get_env()
     obs, total_action, total_reward = env.reset(), 0.0, 0.0
@@ -162,9 +162,10 @@ def _run(seed: int) -> tuple[float, float]:
     return total_action, total_reward
 
 
-def test_seeded_runs_are_identical() -> None:
-    assert _run(5) == _run(5)
-    assert _run(5) != _run(6)
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_seeded_runs_are_identical(env_id: str) -> None:
+    assert _run(5, env_id) == _run(5, env_id)
+    assert _run(5, env_id) != _run(6, env_id)
 
 
 @pytest.mark.parametrize("kind", ["vector", "image", "dict"])

@@ -89,6 +89,11 @@ def categorical_sizes(action_space: spaces.Space) -> list[int]:
     return [int(n) for n in action_space.nvec]
 
 
+def categorical_starts(action_space: spaces.Space) -> np.ndarray:
+    """First action of each categorical dimension (gymnasium's ``start``, 0 unless the space says otherwise)."""
+    return np.asarray(action_space.start, dtype=np.int64).reshape(-1)
+
+
 def action_dim(action_space: spaces.Space) -> int:
     """Width of the model's action representation: Box dims, or the total one-hot width of (Multi)Discrete."""
     if isinstance(action_space, spaces.Box):
@@ -294,6 +299,7 @@ class DreamerPolicy(BasePolicy):
             return env_action.astype(self.action_space.dtype)
         sizes = categorical_sizes(self.action_space)
         indices = th.stack([part.argmax(-1) for part in action.split(sizes, dim=-1)], dim=-1).cpu().numpy()
+        indices = indices + categorical_starts(self.action_space)
         if isinstance(self.action_space, spaces.Discrete):
             indices = indices[:, 0]
         return indices.astype(self.action_space.dtype)
@@ -305,7 +311,9 @@ class DreamerPolicy(BasePolicy):
         if isinstance(self.action_space, spaces.Box):
             return self.scale_action(env_action).reshape(n, -1).astype(np.float32)
         sizes = categorical_sizes(self.action_space)
-        indices = env_action.reshape(n, len(sizes)).astype(np.int64)
+        indices = env_action.reshape(n, len(sizes)).astype(np.int64) - categorical_starts(self.action_space)
+        if np.any(indices < 0) or np.any(indices >= np.asarray(sizes)):
+            raise ValueError(f"Action {env_action.tolist()} is outside the action space {self.action_space}")
         onehots = [np.eye(size, dtype=np.float32)[indices[:, i]] for i, size in enumerate(sizes)]
         return np.concatenate(onehots, axis=-1)
 
