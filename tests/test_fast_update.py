@@ -20,6 +20,7 @@ import torch as th
 import torch.nn.functional as F
 
 import sb3_dreamer.dreamer.dreamer as dreamer_module
+import sb3_dreamer.dreamer.heads as heads_module
 import sb3_dreamer.dreamer.policies as policies_module
 import sb3_dreamer.dreamer.world_model as world_model_module
 from sb3_dreamer import Dreamer
@@ -65,10 +66,9 @@ def plain_imagination_context(self: Dreamer, dynamics_grad: bool) -> Iterator[No
 
 
 PLAIN = {
-    (dreamer_module, "twohot_loss"): plain_twohot_loss,
-    (dreamer_module, "twohot_nll"): plain_twohot_nll,
-    (dreamer_module, "twohot_mean"): plain_twohot_mean,
-    (policies_module, "twohot_mean"): plain_twohot_mean,
+    (heads_module, "twohot_loss"): plain_twohot_loss,
+    (heads_module, "twohot_nll"): plain_twohot_nll,
+    (heads_module, "twohot_mean"): plain_twohot_mean,
     (policies_module, "unimix_logits"): plain_unimix_logits,
     (policies_module, "sample_onehot"): plain_sample_onehot,
     (world_model_module, "unimix_logits"): plain_unimix_logits,

@@ -21,7 +21,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
@@ -37,7 +36,6 @@ from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
 from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
-from sb3_dreamer.dreamer.distributions import twohot_loss, twohot_mean, twohot_nll
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
 from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState
 from sb3_dreamer.dreamer.update import (
@@ -424,7 +422,7 @@ class Dreamer(OffPolicyAlgorithm):
             return
         self.policy.set_training_mode(True)
         self._update_learning_rate()
-        policy, bins = self.policy, self.policy.bins
+        policy = self.policy
         metrics: dict[str, list[float]] = {}
         dynamics_grad = self._actor_grad == "dynamics"
 
@@ -450,10 +448,8 @@ class Dreamer(OffPolicyAlgorithm):
                 dyn, rep = policy.rssm.kl_loss(post_lp, prior_lp, self.free_nats)
                 losses = {
                     "rec": policy.codec.reconstruction_loss(feat.flatten(0, 1), flat_obs).view(B, T),
-                    "rew": twohot_loss(policy.reward_head(feat), data.rewards, bins),
-                    "cont": F.binary_cross_entropy_with_logits(
-                        policy.continue_head(feat).squeeze(-1), (~data.is_terminal).float(), reduction="none"
-                    ),
+                    "rew": policy.reward_head.loss(feat, data.rewards),
+                    "cont": policy.continue_head.loss(feat, ~data.is_terminal),
                     "dyn": dyn,
                     "rep": rep,
                 }
@@ -476,13 +472,13 @@ class Dreamer(OffPolicyAlgorithm):
                     start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
                 with self._imagination_context(dynamics_grad):
                     feats, actions = policy.rssm.imagine(start, imagination_policy, self.imagination_horizon)
-                    reward = twohot_mean(policy.reward_head(feats[1:]), bins)  # (H, N)
-                    cont = th.sigmoid(policy.continue_head(feats[1:]).squeeze(-1))  # (H, N)
+                    reward = policy.reward_head.predict(feats[1:])  # (H, N)
+                    cont = policy.continue_head.prob(feats[1:])  # (H, N)
                     if dynamics_grad:  # values carry gradients into the imagined states, not into the critic
                         value = policy.value(feats)  # (H + 1, N)
                 if not dynamics_grad:  # one critic pass serves the values (detached) and the critic's loss
                     critic_logits = policy.critic(feats)
-                    value = twohot_mean(critic_logits.detach(), bins)
+                    value = policy.critic.readout(critic_logits.detach())
                     critic_logits = critic_logits[:-1]
                 else:
                     critic_logits = policy.critic(feats[:-1].detach())
@@ -492,7 +488,8 @@ class Dreamer(OffPolicyAlgorithm):
                 returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)  # (H, N)
                 discount = th.cat([start_cont[None], self.gamma * cont[:-1]]).detach()
                 weight = th.cumprod(discount, dim=0)  # (H, N)
-                scale = self._return_scale(returns.detach())
+                policy.return_norm.update(returns, self.return_norm_decay)
+                scale = policy.return_norm.scale(self.return_norm_limit)
 
                 # 5. Actor (Eq. 11): advantages normalised by the return scale, entropy bonus.
                 dist = policy.action_dist(feats[:-1].detach())
@@ -509,10 +506,11 @@ class Dreamer(OffPolicyAlgorithm):
                 critic_loss = (
                     weight
                     * (
-                        twohot_nll(critic_log_probs, returns.detach(), bins)
-                        + self.slow_critic_scale * twohot_nll(critic_log_probs, slow_value, bins)
+                        policy.critic.nll(critic_log_probs, returns.detach())
+                        + self.slow_critic_scale * policy.critic.nll(critic_log_probs, slow_value)
                     )
                 ).mean()
+                # 6b. Hybrid model-free fallback (real_data_ratio > 0): the same losses along the replayed real sequences.
                 if self.real_data_ratio > 0.0:
                     real_actor_loss, real_critic_loss = real_data_losses(
                         policy, feat.detach(), data, scale, self.gamma, self.return_lambda
@@ -575,17 +573,6 @@ class Dreamer(OffPolicyAlgorithm):
             return
         with frozen([*self.policy.world_model_parameters(), *self.policy.critic.parameters()]):
             yield
-
-    def _return_scale(self, returns: th.Tensor) -> th.Tensor:
-        """S = max(limit, EMA(P95(R)) - EMA(P5(R))) (DreamerV3, Eq. 7, "percentile return normalisation")."""
-        policy = self.policy
-        flat = returns.flatten().float()
-        low, high = th.quantile(flat, 0.05), th.quantile(flat, 0.95)
-        decay = self.return_norm_decay if bool(policy.return_norm_initialized) else 0.0
-        policy.return_low.mul_(decay).add_((1.0 - decay) * low)
-        policy.return_high.mul_(decay).add_((1.0 - decay) * high)
-        policy.return_norm_initialized.fill_(1.0)
-        return th.clamp(policy.return_high - policy.return_low, min=self.return_norm_limit)
 
     # Saving ------------------------------------------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_dreamer.dreamer.distributions import mode_onehot, sample_onehot, twohot_bins, twohot_mean, unimix_logits
+from sb3_dreamer.dreamer.distributions import mode_onehot, sample_onehot, unimix_logits
+from sb3_dreamer.dreamer.heads import BernoulliHead, ReturnNorm, TwoHotHead
 from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState
 from sb3_dreamer.dreamer.world_model import RSSM, ObservationCodec, mlp
 
@@ -99,6 +100,24 @@ def action_dim(action_space: spaces.Space) -> int:
     if isinstance(action_space, spaces.Box):
         return int(np.prod(action_space.shape))
     return sum(categorical_sizes(action_space))
+
+
+#: State-dict keys of models saved before the heads module (0.x): old name -> new name, or None to drop.
+_OLD_KEYS: dict[str, str | None] = {
+    "bins": None,  # derived from num_bins, now a non-persistent buffer of each two-hot head
+    "return_low": "return_norm.low",
+    "return_high": "return_norm.high",
+    "return_norm_initialized": "return_norm.initialized",
+}
+
+
+def _rename_old_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: rename the keys of policies saved by earlier versions, so their files still load."""
+    for old, new in _OLD_KEYS.items():
+        if prefix + old in state_dict:
+            value = state_dict.pop(prefix + old)
+            if new is not None:
+                state_dict[prefix + new] = value
 
 
 class DreamerPolicy(BasePolicy):
@@ -197,19 +216,15 @@ class DreamerPolicy(BasePolicy):
         self.rssm = RSSM(
             size["deter"], size["stoch"], size["classes"], units, self.action_dim, self.codec.embed_dim, self.unimix
         )
-        # Reward head and critic are zero-initialised two-hot heads (DreamerV3 outscale 0), 1 hidden layer for reward/continue.
-        self.reward_head = mlp(feat_dim, [units], self.num_bins, zero_init=True)
-        self.continue_head = mlp(feat_dim, [units], 1)
+        # Reward and continue heads have 1 hidden layer (DreamerV3); reward head and critic are two-hot heads.
+        self.reward_head = TwoHotHead(feat_dim, [units], self.num_bins)
+        self.continue_head = BernoulliHead(feat_dim, [units])
         actor_out = 2 * self.action_dim if isinstance(self.action_space, spaces.Box) else self.action_dim
         self.actor = mlp(feat_dim, actor_arch, actor_out)
-        self.critic = mlp(feat_dim, critic_arch, self.num_bins, zero_init=True)
+        self.critic = TwoHotHead(feat_dim, critic_arch, self.num_bins)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.register_buffer("bins", twohot_bins(self.num_bins))
-        # Return normalisation statistics (EMA of the 5th and 95th percentile, DreamerV3 Eq. 7): kept as buffers so that
-        # they are saved with the policy and restored exactly.
-        self.register_buffer("return_low", th.zeros(()))
-        self.register_buffer("return_high", th.zeros(()))
-        self.register_buffer("return_norm_initialized", th.zeros(()))
+        self.return_norm = ReturnNorm()
+        self.register_load_state_dict_pre_hook(_rename_old_keys)
 
         opt_kwargs = dict(self.optimizer_kwargs)
         world_model_params = [
@@ -265,7 +280,7 @@ class DreamerPolicy(BasePolicy):
 
     def value(self, feat: th.Tensor, slow: bool = False) -> th.Tensor:
         """Critic (or slow critic) value of model states (..., F) in the environment's reward scale."""
-        return twohot_mean((self.slow_critic if slow else self.critic)(feat), self.bins)
+        return (self.slow_critic if slow else self.critic).predict(feat)
 
     def initial_state(self, n_envs: int) -> AgentState:
         """Zero recurrent state for ``n_envs`` environments."""

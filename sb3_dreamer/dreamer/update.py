@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch as th
 
-from sb3_dreamer.dreamer.distributions import twohot_loss
 from sb3_dreamer.dreamer.policies import DreamerPolicy
 from sb3_dreamer.dreamer.type_aliases import RSSMState, SequenceSamples
 
@@ -84,7 +83,7 @@ def real_data_losses(
     Transitions t -> t+1 inside one episode use the real reward r_{t+1} and continue flag; the actor takes a
     likelihood-ratio step on the real action a_t (stored in row t + 1) with the lambda-return advantage.
 
-    :param policy: the Dreamer policy (critic, actor, bins)
+    :param policy: the Dreamer policy (critic, actor)
     :param feat: posterior model states (B, T, F), detached
     :param data: the replayed batch
     :param scale: the current return scale
@@ -103,7 +102,7 @@ def real_data_losses(
     dist = policy.action_dist(feats[:-1])
     advantage = (returns - value[:-1]) / scale
     actor_loss = -(weight * (dist.log_prob(data.prev_actions[:, 1:].transpose(0, 1)) * advantage)).mean()
-    critic_loss = (weight * twohot_loss(policy.critic(feats[:-1]), returns, policy.bins)).mean()
+    critic_loss = (weight * policy.critic.loss(feats[:-1], returns)).mean()
     return actor_loss, critic_loss
 
 
