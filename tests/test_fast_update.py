@@ -19,11 +19,11 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 
-import sb3_dreamer.dreamer.dreamer as dreamer_module
 import sb3_dreamer.dreamer.heads as heads_module
 import sb3_dreamer.dreamer.policies as policies_module
+import sb3_dreamer.dreamer.update as update_module
 import sb3_dreamer.dreamer.world_model as world_model_module
-from sb3_dreamer import Dreamer
+from sb3_dreamer import Dreamer, DreamerPolicy
 from sb3_dreamer.dreamer.distributions import gumbel_noise, symexp, symlog, twohot_encode
 from tests.conftest import tiny
 
@@ -55,13 +55,13 @@ def plain_sample_onehot(log_probs: th.Tensor, straight_through: bool = True, noi
 
 
 @contextlib.contextmanager
-def plain_imagination_context(self: Dreamer, dynamics_grad: bool) -> Iterator[None]:
+def plain_imagination_context(policy: DreamerPolicy, dynamics_grad: bool) -> Iterator[None]:
     """Freeze the world model only (the critic's weights keep requires_grad, as before the fast path)."""
     if not dynamics_grad:
         with th.no_grad():
             yield
         return
-    with dreamer_module.frozen(self.policy.world_model_parameters()):
+    with update_module.frozen(policy.world_model_parameters()):
         yield
 
 
@@ -73,7 +73,7 @@ PLAIN = {
     (policies_module, "sample_onehot"): plain_sample_onehot,
     (world_model_module, "unimix_logits"): plain_unimix_logits,
     (world_model_module, "sample_onehot"): plain_sample_onehot,
-    (dreamer_module.Dreamer, "_imagination_context"): plain_imagination_context,
+    (update_module, "imagination_context"): plain_imagination_context,
 }
 
 

@@ -15,7 +15,7 @@ import pickle
 import sys
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -37,15 +37,8 @@ from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
 from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
-from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState
-from sb3_dreamer.dreamer.update import (
-    flatten_time,
-    frozen,
-    lambda_return,
-    open_loop_strips,
-    optimizer_step,
-    real_data_losses,
-)
+from sb3_dreamer.dreamer.type_aliases import AgentState
+from sb3_dreamer.dreamer.update import behavior_losses, flatten_time, open_loop_strips, optimizer_step
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
@@ -426,10 +419,6 @@ class Dreamer(OffPolicyAlgorithm):
         metrics: dict[str, list[float]] = {}
         dynamics_grad = self._actor_grad == "dynamics"
 
-        def imagination_policy(feat: th.Tensor) -> th.Tensor:
-            # The actor sees detached states; with dynamics gradients, its action still steers the imagined rollout.
-            return policy.action_dist(feat.detach()).sample(straight_through=dynamics_grad)
-
         start_time = time.perf_counter()
         timer = PhaseTimer()
         for _ in range(updates):
@@ -461,62 +450,8 @@ class Dreamer(OffPolicyAlgorithm):
             timer.lap("world_model")
 
             with self._autocast():
-                # 3. Imagine H steps from (a subset of) the posterior states, detached from the world model.
-                #    s_0 --a_0--> s_1 --a_1--> ... --a_{H-1}--> s_H
-                #    r_t, c_t = heads(s_t) for t >= 1 (reward and continue on arrival); v_t = critic(s_t) for t = 0..H;
-                #    c_0 = 1 - is_terminal of the replayed start (imagining past a real terminal state is not weighted).
-                start = RSSMState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
-                start_cont = (~data.is_terminal).float().flatten()
-                if self.imagination_starts is not None and self.imagination_starts < start_cont.shape[0]:
-                    keep = th.randperm(start_cont.shape[0], device=self.device)[: self.imagination_starts]
-                    start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
-                with self._imagination_context(dynamics_grad):
-                    feats, actions = policy.rssm.imagine(start, imagination_policy, self.imagination_horizon)
-                    reward = policy.reward_head.predict(feats[1:])  # (H, N)
-                    cont = policy.continue_head.prob(feats[1:])  # (H, N)
-                    if dynamics_grad:  # values carry gradients into the imagined states, not into the critic
-                        value = policy.value(feats)  # (H + 1, N)
-                if not dynamics_grad:  # one critic pass serves the values (detached) and the critic's loss
-                    critic_logits = policy.critic(feats)
-                    value = policy.critic.readout(critic_logits.detach())
-                    critic_logits = critic_logits[:-1]
-                else:
-                    critic_logits = policy.critic(feats[:-1].detach())
-                timer.lap("imagination")
-
-                # 4. Lambda-returns (Eq. 7) and per-step weights w_t = c_0 * prod_{k<=t} gamma * c_k (stop-gradient).
-                returns = lambda_return(reward, cont, value, self.gamma, self.return_lambda)  # (H, N)
-                discount = th.cat([start_cont[None], self.gamma * cont[:-1]]).detach()
-                weight = th.cumprod(discount, dim=0)  # (H, N)
-                policy.return_norm.update(returns, self.return_norm_decay)
-                scale = policy.return_norm.scale(self.return_norm_limit)
-
-                # 5. Actor (Eq. 11): advantages normalised by the return scale, entropy bonus.
-                dist = policy.action_dist(feats[:-1].detach())
-                advantage = (returns - value[:-1].detach()) / scale
-                if dynamics_grad:
-                    objective = advantage
-                else:
-                    objective = dist.log_prob(actions.detach()) * advantage.detach()
-                entropy = dist.entropy()
-                actor_loss = -(weight * (objective + self.actor_entropy * entropy)).mean()
-                # 6. Critic (Eq. 10): two-hot regression on lambda-returns, regularised toward the slow critic.
-                slow_value = policy.value(feats[:-1].detach(), slow=True)
-                critic_log_probs = critic_logits.log_softmax(-1)
-                critic_loss = (
-                    weight
-                    * (
-                        policy.critic.nll(critic_log_probs, returns.detach())
-                        + self.slow_critic_scale * policy.critic.nll(critic_log_probs, slow_value)
-                    )
-                ).mean()
-                # 6b. Hybrid model-free fallback (real_data_ratio > 0): the same losses along the replayed real sequences.
-                if self.real_data_ratio > 0.0:
-                    real_actor_loss, real_critic_loss = real_data_losses(
-                        policy, feat.detach(), data, scale, self.gamma, self.return_lambda
-                    )
-                    actor_loss = (1.0 - self.real_data_ratio) * actor_loss + self.real_data_ratio * real_actor_loss
-                    critic_loss = (1.0 - self.real_data_ratio) * critic_loss + self.real_data_ratio * real_critic_loss
+                # 3.-6. Imagination, lambda-returns, actor and critic losses (update.behavior_losses).
+                actor_loss, critic_loss, behavior = behavior_losses(self, post, feat, data, dynamics_grad, timer)
             timer.lap("losses")
             actor_norm = optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
             timer.lap("actor")
@@ -531,9 +466,7 @@ class Dreamer(OffPolicyAlgorithm):
                 world_model_loss=world_model_loss.item(),
                 actor_loss=actor_loss.item(),
                 critic_loss=critic_loss.item(),
-                entropy=entropy.mean().item(),
-                imagined_return=returns.mean().item(),
-                return_scale=float(scale),
+                **behavior,
                 world_model_grad_norm=wm_norm,
                 actor_grad_norm=actor_norm,
                 critic_grad_norm=critic_norm,
@@ -558,21 +491,6 @@ class Dreamer(OffPolicyAlgorithm):
         if not self.mixed_precision:
             return contextlib.nullcontext()
         return th.autocast(device_type=self.device.type, dtype=th.bfloat16)
-
-    @contextlib.contextmanager
-    def _imagination_context(self, dynamics_grad: bool) -> Iterator[None]:
-        """No gradients at all for likelihood-ratio actors; otherwise gradients reach the actions, not the world model.
-
-        The critic's weights are frozen too: the actor's backward pass would otherwise compute critic weight gradients
-        that the critic's own step discards (it zeroes them first). Gradients still flow through the critic's values
-        into the imagined states and so to the actor.
-        """
-        if not dynamics_grad:
-            with th.no_grad():
-                yield
-            return
-        with frozen([*self.policy.world_model_parameters(), *self.policy.critic.parameters()]):
-            yield
 
     # Saving ------------------------------------------------------------------------------------------------------------
 

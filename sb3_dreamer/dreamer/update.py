@@ -1,5 +1,5 @@
-"""Pieces of Dreamer's update: lambda-returns, parameter freezing, optimiser steps, the hybrid real-data losses and
-the open-loop preview.
+"""Pieces of Dreamer's update: lambda-returns, parameter freezing, optimiser steps, behaviour learning in imagination,
+the hybrid real-data losses and the open-loop preview.
 
 Paper: Hafner et al., "Mastering diverse control tasks through world models", Nature 2025 (arXiv 2301.04104),
 Methods "Critic learning" and "Actor learning". Reference implementation: https://github.com/danijar/dreamerv3.
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch as th
 
+from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.policies import DreamerPolicy
 from sb3_dreamer.dreamer.type_aliases import RSSMState, SequenceSamples
+
+if TYPE_CHECKING:
+    from sb3_dreamer.dreamer.dreamer import Dreamer
 
 
 def lambda_return(reward: th.Tensor, cont: th.Tensor, value: th.Tensor, gamma: float, return_lambda: float) -> th.Tensor:
@@ -73,6 +78,109 @@ def optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor, max_norm: flo
     norm = th.nn.utils.clip_grad_norm_(params, max_norm)
     optimizer.step()
     return float(norm)
+
+
+@contextlib.contextmanager
+def imagination_context(policy: DreamerPolicy, dynamics_grad: bool) -> Iterator[None]:
+    """No gradients at all for likelihood-ratio actors; otherwise gradients reach the actions, not the world model.
+
+    The critic's weights are frozen too: the actor's backward pass would otherwise compute critic weight gradients
+    that the critic's own step discards (it zeroes them first). Gradients still flow through the critic's values
+    into the imagined states and so to the actor.
+    """
+    if not dynamics_grad:
+        with th.no_grad():
+            yield
+        return
+    with frozen([*policy.world_model_parameters(), *policy.critic.parameters()]):
+        yield
+
+
+def behavior_losses(
+    algo: Dreamer,
+    post: RSSMState,
+    feat: th.Tensor,
+    data: SequenceSamples,
+    dynamics_grad: bool,
+    timer: PhaseTimer,
+) -> tuple[th.Tensor, th.Tensor, dict[str, float]]:
+    """Actor and critic losses from an imagined rollout (DreamerV3, Methods "Actor learning" and "Critic learning").
+
+    Imagines H steps from (a subset of) the replayed posterior states, detached from the world model::
+
+        s_0 --a_0--> s_1 --a_1--> ... --a_{H-1}--> s_H
+
+    r_t, c_t = heads(s_t) for t >= 1 (reward and continue on arrival); v_t = critic(s_t) for t = 0..H;
+    c_0 = 1 - is_terminal of the replayed start (imagining past a real terminal state is not weighted).
+
+    :param algo: the Dreamer whose settings (horizon, starts, discount, lambda, scales) apply
+    :param post: posterior states of the replayed batch (B, T, ...)
+    :param feat: the same states as features (B, T, F), for the hybrid real-data losses
+    :param data: the replayed batch
+    :param dynamics_grad: actor gradients through the imagined dynamics (else likelihood ratios)
+    :param timer: phase timer; the imagination phase is lapped here
+    :return: actor loss, critic loss and the numbers to log (entropy, imagined return, return scale)
+    """
+    policy = algo.policy
+
+    def imagination_policy(state_feat: th.Tensor) -> th.Tensor:
+        # The actor sees detached states; with dynamics gradients, its action still steers the imagined rollout.
+        return policy.action_dist(state_feat.detach()).sample(straight_through=dynamics_grad)
+
+    start = RSSMState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
+    start_cont = (~data.is_terminal).float().flatten()
+    if algo.imagination_starts is not None and algo.imagination_starts < start_cont.shape[0]:
+        keep = th.randperm(start_cont.shape[0], device=algo.device)[: algo.imagination_starts]
+        start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
+    with imagination_context(policy, dynamics_grad):
+        feats, actions = policy.rssm.imagine(start, imagination_policy, algo.imagination_horizon)
+        reward = policy.reward_head.predict(feats[1:])  # (H, N)
+        cont = policy.continue_head.prob(feats[1:])  # (H, N)
+        if dynamics_grad:  # values carry gradients into the imagined states, not into the critic
+            value = policy.value(feats)  # (H + 1, N)
+    if not dynamics_grad:  # one critic pass serves the values (detached) and the critic's loss
+        critic_logits = policy.critic(feats)
+        value = policy.critic.readout(critic_logits.detach())
+        critic_logits = critic_logits[:-1]
+    else:
+        critic_logits = policy.critic(feats[:-1].detach())
+    timer.lap("imagination")
+
+    # Lambda-returns (Eq. 7) and per-step weights w_t = c_0 * prod_{k<=t} gamma * c_k (stop-gradient).
+    returns = lambda_return(reward, cont, value, algo.gamma, algo.return_lambda)  # (H, N)
+    discount = th.cat([start_cont[None], algo.gamma * cont[:-1]]).detach()
+    weight = th.cumprod(discount, dim=0)  # (H, N)
+    policy.return_norm.update(returns, algo.return_norm_decay)
+    scale = policy.return_norm.scale(algo.return_norm_limit)
+
+    # Actor (Eq. 11): advantages normalised by the return scale, entropy bonus.
+    dist = policy.action_dist(feats[:-1].detach())
+    advantage = (returns - value[:-1].detach()) / scale
+    if dynamics_grad:
+        objective = advantage
+    else:
+        objective = dist.log_prob(actions.detach()) * advantage.detach()
+    entropy = dist.entropy()
+    actor_loss = -(weight * (objective + algo.actor_entropy * entropy)).mean()
+    # Critic (Eq. 10): two-hot regression on lambda-returns, regularised toward the slow critic.
+    slow_value = policy.value(feats[:-1].detach(), slow=True)
+    critic_log_probs = critic_logits.log_softmax(-1)
+    critic_loss = (
+        weight
+        * (
+            policy.critic.nll(critic_log_probs, returns.detach())
+            + algo.slow_critic_scale * policy.critic.nll(critic_log_probs, slow_value)
+        )
+    ).mean()
+    # Hybrid model-free fallback (real_data_ratio > 0): the same losses along the replayed real sequences.
+    if algo.real_data_ratio > 0.0:
+        real_actor_loss, real_critic_loss = real_data_losses(
+            policy, feat.detach(), data, scale, algo.gamma, algo.return_lambda
+        )
+        actor_loss = (1.0 - algo.real_data_ratio) * actor_loss + algo.real_data_ratio * real_actor_loss
+        critic_loss = (1.0 - algo.real_data_ratio) * critic_loss + algo.real_data_ratio * real_critic_loss
+    stats = dict(entropy=entropy.mean().item(), imagined_return=returns.mean().item(), return_scale=float(scale))
+    return actor_loss, critic_loss, stats
 
 
 def real_data_losses(
