@@ -13,8 +13,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 #: Offset of the evaluation env's seed from the run's seed (``EvalCurve(..., seed=EVAL_SEED + seed)``), so that evaluation
 #: episodes start apart from the training env's.
@@ -43,6 +45,52 @@ def zoo_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], int]:
         elif isinstance(entry.get(key), str):
             entry[key] = float(entry[key])
     return entry, n_timesteps
+
+
+#: Replay start of the MinAtar paper's DQN (Young & Tian, "MinAtar: An Atari-Inspired Testbed for Thorough and
+#: Reproducible Reinforcement Learning Experiments", 2019, arXiv 1903.03176, Table 1).
+MINATAR_LEARNING_STARTS = 5000
+
+
+class MinAtarCNN(BaseFeaturesExtractor):
+    """The MinAtar paper's DQN network body: one 3x3 convolution with 16 channels (stride 1), then 128 units.
+
+    Observations are MinAtar's (10, 10, C) boolean frames, channel last; SB3's NatureCNN cannot read a 10 x 10 image
+    (its first kernel is 8 x 8 with stride 4).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128) -> None:
+        super().__init__(observation_space, features_dim)
+        height, width, channels = observation_space.shape
+        self.net = th.nn.Sequential(
+            th.nn.Conv2d(channels, 16, kernel_size=3, stride=1),
+            th.nn.ReLU(),
+            th.nn.Flatten(),
+            th.nn.Linear(16 * (height - 2) * (width - 2), features_dim),
+            th.nn.ReLU(),
+        )
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.net(observations.float().permute(0, 3, 1, 2))
+
+
+def baseline_hyperparams(algo: str, env_id: str) -> tuple[str, dict[str, Any]]:
+    """Policy and constructor arguments of the rl-zoo baseline of ``env_id``.
+
+    rl-zoo's own tuned entry where it has one. MinAtar games have none: they take rl-zoo's ``atari`` DQN entry
+    (learning rate, buffer, batch, target update, train frequency, exploration schedule) without its Atari wrappers and
+    frame stack, with the MinAtar paper's replay start (``MINATAR_LEARNING_STARTS``; rl-zoo's 100k exceeds a 50k budget)
+    and its network (:class:`MinAtarCNN`).
+    """
+    if env_id.startswith("MinAtar/"):
+        entry, _ = zoo_hyperparams(algo, "atari")
+        for key in ("env_wrapper", "frame_stack"):
+            entry.pop(key, None)
+        entry["learning_starts"] = MINATAR_LEARNING_STARTS
+        entry["policy_kwargs"] = dict(features_extractor_class=MinAtarCNN, normalize_images=False)
+        return "MlpPolicy", entry
+    entry, _ = zoo_hyperparams(algo, env_id)
+    return "MlpPolicy", entry
 
 
 def jsonable(value: Any) -> Any:

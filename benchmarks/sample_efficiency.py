@@ -73,7 +73,7 @@ def run_one(
     """
     import gymnasium as gym
     import torch as th
-    from common import EvalCurve, ResumableRun, zoo_hyperparams
+    from common import EvalCurve, ResumableRun, baseline_hyperparams
     from stable_baselines3 import DQN, SAC
     from stable_baselines3.common.monitor import Monitor
 
@@ -85,7 +85,7 @@ def run_one(
     if algo.startswith("dreamer"):
         cls, hyperparams = Dreamer, {**entry, **dreamer_kwargs}
     else:
-        cls, (hyperparams, _) = {"sac": SAC, "dqn": DQN}[algo], zoo_hyperparams(algo, env_id)
+        cls, (policy, hyperparams) = {"sac": SAC, "dqn": DQN}[algo], baseline_hyperparams(algo, env_id)
     label = f"{algo} {env_id} seed {seed}"
     evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, label, seed=EVAL_SEED + seed)
     name = run_name(algo, env_id, seed)

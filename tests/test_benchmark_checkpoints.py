@@ -1,5 +1,6 @@
-"""The transfer benchmark's checkpoints (``benchmarks/common.py``, ``ResumableRun``): a run cut off after a checkpoint
-resumes from it with its learning curve, replay buffer and DTW reward-wrapper state."""
+"""The benchmarks' helpers (``benchmarks/common.py``): checkpoints (``ResumableRun``: a run cut off after a checkpoint
+resumes from it with its learning curve, replay buffer and DTW reward-wrapper state), the seeded evaluation curve and
+the MinAtar DQN baseline."""
 
 from __future__ import annotations
 
@@ -130,3 +131,22 @@ def test_eval_curve_is_seeded_and_sums_the_learned_reward(common) -> None:
         true_returns.append(true_total)
     assert point["mean"] == pytest.approx(np.mean(true_returns))
     assert point["learned_mean"] == pytest.approx(np.mean(sums), rel=1e-5)
+
+
+def test_minatar_dqn_baseline_reads_a_10x10_frame(common) -> None:
+    """rl-zoo has no MinAtar DQN entry: the baseline takes its ``atari`` entry without the Atari wrappers, the MinAtar
+    paper's replay start and network, and learns (its loss changes the Q-network) on MinAtar's boolean frames."""
+    from stable_baselines3 import DQN
+
+    policy, hyperparams = common.baseline_hyperparams("dqn", "MinAtar/Breakout-v1")
+    assert "env_wrapper" not in hyperparams and "frame_stack" not in hyperparams
+    assert hyperparams["learning_starts"] == common.MINATAR_LEARNING_STARTS
+    hyperparams.update(learning_starts=50, buffer_size=500, batch_size=8, train_freq=1)
+    model = DQN(policy, "MinAtar/Breakout-v1", seed=0, **hyperparams)
+    assert isinstance(model.q_net.features_extractor, common.MinAtarCNN)
+    before = [param.detach().clone() for param in model.q_net.parameters()]
+    model.learn(100)
+    assert any(not th.equal(old, new) for old, new in zip(before, model.q_net.parameters(), strict=True))
+    obs, _ = gym.make("MinAtar/Breakout-v1").reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert model.action_space.contains(int(action))
