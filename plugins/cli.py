@@ -287,10 +287,11 @@ def check_env_id(env_id: str) -> None:
 
     :param env_id: the ``--env`` value
     """
-    try:
-        usage.check_env_id(env_id)
-    except UsageError as error:
-        raise UsageError(f"{error} {PROG} imports it with --gym-packages <module>.") from None
+    usage.check_env_id(
+        env_id,
+        allow_module=False,
+        other_packages=f"envs of other packages: {PROG} imports their module with --gym-packages <module>",
+    )
 
 
 def check_model(options: argparse.Namespace, folder: str, algo: str, env_id: str) -> None:

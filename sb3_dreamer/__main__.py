@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=_HelpFormatter)
-    parser.add_argument("--env", default=DEFAULT_CONFIG["env"], help="gymnasium environment id")
+    parser.add_argument(
+        "--env",
+        default=DEFAULT_CONFIG["env"],
+        help="gymnasium environment id, or module:EnvId for an env that module registers",
+    )
     steps = parser.add_mutually_exclusive_group()
     steps.add_argument("-n", "--n-timesteps", type=int, default=DEFAULT_CONFIG["n_timesteps"], help="environment steps")
     steps.add_argument(
@@ -110,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as error:
         raise UsageError(f"cannot build Dreamer on {args.env} with {hyperparams}: {error}") from None
     model.learn(n_timesteps, progress_bar=True, callback=_goal_callback(args))
-    save_path = getattr(args, "save_path", None) or f"dreamer_{args.env.replace('/', '_')}.zip"
+    save_path = getattr(args, "save_path", None) or f"dreamer_{args.env.split(':')[-1].replace('/', '_')}.zip"
     model.save(save_path)
     print(f"Saved the model to {save_path}")
     if args.eval_episodes > 0:

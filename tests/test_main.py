@@ -40,6 +40,7 @@ def test_main_trains_saves_and_evaluates(tmp_path, capsys) -> None:
         (["--hyperparams", '{"batch_size": -3}'], "cannot build Dreamer on Pendulum-v1"),
         (["-n", "0"], "-n/--n-timesteps must be positive, got 0"),
         (["-n", "10", "--quick"], "not allowed with argument"),
+        (["--env", "no_such_module_xyz:Env-v0"], "cannot import module 'no_such_module_xyz'"),
     ],
 )
 def test_mistakes_are_one_line_errors(argv: list[str], message: str, capsys) -> None:
@@ -107,3 +108,23 @@ def test_explicit_stop_at_without_evaluations_is_a_one_line_error(capsys) -> Non
     assert main(["--stop-at", "-150", "--eval-episodes", "0"]) == 2
     err = capsys.readouterr().err
     assert "--stop-at needs periodic evaluations" in err and "Traceback" not in err
+
+
+def test_module_colon_env_id_imports_the_module(tmp_path, monkeypatch, capsys) -> None:
+    """gymnasium's ``module:EnvId``: the module registers the env on import, as ``gymnasium.make`` does it."""
+    import gymnasium as gym
+
+    env_id = "TmpRegisteredPendulum-v0"
+    (tmp_path / "tmp_env_package.py").write_text(
+        "import gymnasium as gym\n"
+        f"gym.register({env_id!r}, entry_point='gymnasium.envs.classic_control.pendulum:PendulumEnv', max_episode_steps=200)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert env_id not in gym.registry
+    path = tmp_path / "model.zip"
+    argv = ["--env", f"tmp_env_package:{env_id}", "-n", "20", "--save-path", str(path), "--eval-episodes", "0"]
+    try:
+        assert main([*argv, "--hyperparams", json.dumps(tiny(train_freq=8))]) == 0
+        assert Dreamer.load(path).observation_space.shape == (3,)
+    finally:
+        gym.registry.pop(env_id, None)

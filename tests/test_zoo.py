@@ -284,6 +284,7 @@ def test_bad_yaml_key_exits_with_one_line(tmp_path: Path) -> None:
     [
         (["train", "--env", "CartPol-v1"], ["unknown environment id 'CartPol-v1'", "CartPole-v1", "sb3_dreamer/"]),
         (["enjoy", "--env", "Nope-v0", "-f", "logs"], ["unknown environment id 'Nope-v0'", "sb3_dreamer/PendulumTarget-v0"]),
+        (["train", "--env", "mypkg:MyEnv-v0"], ["give the id alone (--env MyEnv-v0)", "--gym-packages mypkg"]),
         (["train", "--env", "CartPole-v1", "-params", "seed:3"], ["--hyperparams: seed is set by the zoo", "--seed"]),
         (["train", "--env", "CartPole-v1", "-params", "normalize:True"], ["normalize must be false"]),
         (["train", "--env", "CartPole-v1", "-params", "policy_kwargs:dict(modelsize='xs')"], ["'modelsize'", "'model_size'"]),

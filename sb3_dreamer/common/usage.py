@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -21,11 +22,31 @@ class UsageError(Exception):
     """A command-line or configuration mistake, reported as one line without traceback."""
 
 
-def check_env_id(env_id: str) -> None:
+#: How ``module:EnvId`` ids reach other packages' envs (the end of :func:`check_env_id`'s message).
+OTHER_PACKAGES_HINT = "envs of other packages: module:EnvId imports the module first"
+
+
+def check_env_id(env_id: str, allow_module: bool = True, other_packages: str = OTHER_PACKAGES_HINT) -> None:
     """Raise :class:`UsageError` naming ``env_id`` and close matches if gymnasium does not know it.
 
-    :param env_id: a gymnasium environment id
+    ``module:EnvId`` (gymnasium's syntax for an env that ``module`` registers on import) imports the module first, as
+    ``gymnasium.make`` does.
+
+    :param env_id: a gymnasium environment id, optionally ``module:EnvId``
+    :param allow_module: accept the ``module:EnvId`` form (rl-zoo's commands do not; they take ``--gym-packages``)
+    :param other_packages: the message's last sentence, on how to reach other packages' envs
     """
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        if not allow_module:
+            raise UsageError(
+                f"environment id {env_id!r}: give the id alone (--env {name}) and the module with --gym-packages {module}"
+            )
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UsageError(f"environment id {env_id!r}: cannot import module {module!r} ({error})") from None
+        env_id = name
     if env_id in gym.registry:
         return
     registered = list(gym.registry)
@@ -34,7 +55,7 @@ def check_env_id(env_id: str) -> None:
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UsageError(
         f"unknown environment id {env_id!r}; {hint}This package registers {', '.join(ours)} and MinAtar/<Game>-v1 "
-        "(e.g. MinAtar/Breakout-v1, with minatar installed); envs of other packages need their module imported first."
+        f"(e.g. MinAtar/Breakout-v1, with minatar installed); {other_packages}."
     )
 
 
