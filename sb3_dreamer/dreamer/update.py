@@ -119,7 +119,8 @@ def behavior_losses(
     :param data: the replayed batch
     :param dynamics_grad: actor gradients through the imagined dynamics (else likelihood ratios)
     :param timer: phase timer; the imagination phase is lapped here
-    :return: actor loss, critic loss and the numbers to log (entropy, imagined return, return scale)
+    :return: actor loss, critic loss and the numbers to log (entropy, imagined return, return scale, lowest
+        imagined continue probability, advantage spread)
     """
     policy = algo.policy
 
@@ -179,7 +180,14 @@ def behavior_losses(
         )
         actor_loss = (1.0 - algo.real_data_ratio) * actor_loss + algo.real_data_ratio * real_actor_loss
         critic_loss = (1.0 - algo.real_data_ratio) * critic_loss + algo.real_data_ratio * real_critic_loss
-    stats = dict(entropy=entropy.mean().item(), imagined_return=returns.mean().item(), return_scale=float(scale))
+    stats = dict(
+        entropy=entropy.mean().item(),
+        imagined_return=returns.mean().item(),
+        return_scale=float(scale),
+        # Failure signals: the lowest continue probability met in imagination and how much advantages vary.
+        imagined_continue_min=cont.min().item(),
+        advantage_std=advantage.detach().std().item(),
+    )
     return actor_loss, critic_loss, stats
 
 
