@@ -64,12 +64,14 @@ def run_one(
     out: Path,
     dreamer_kwargs: dict,
     checkpoint_freq: int,
+    log_train: bool = False,
 ) -> None:
     """Train one model (resuming its checkpoint if there is one) and write its curve to ``out / <run_name>.json``.
 
     :param algo: "dreamer", "dreamer+<tag>" (Dreamer with ``dreamer_kwargs``), "sac" or "dqn"
     :param steps: env-step budget (None: the zoo entry's ``n_timesteps``)
     :param dreamer_kwargs: Dreamer arguments over the defaults (a knob under test; recorded in the JSON)
+    :param log_train: write SB3's training log (``train/*`` metrics) to ``out / "logs" / <run_name> / progress.csv``
     """
     import gymnasium as gym
     import torch as th
@@ -94,6 +96,10 @@ def run_one(
     resumed = model is not None
     if model is None:
         model = cls(policy, Monitor(gym.make(env_id)), seed=seed, verbose=0, **hyperparams)
+    if log_train:
+        from stable_baselines3.common.logger import configure
+
+        model.set_logger(configure(str(out / "logs" / name), ["csv"]))
     model.learn(steps - model.num_timesteps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
     result = dict(
         algo=algo,
@@ -209,6 +215,7 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="name of the --dreamer-kwargs variant (runs are named dreamer+TAG)")
     parser.add_argument("--single", nargs=3, metavar=("ALGO", "ENV", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=None, help="override every run's env-step budget")
+    parser.add_argument("--log-train", action="store_true", help="write each run's train/* metrics to OUT/logs/<run>/")
     args = parser.parse_args()
     if args.dreamer_kwargs and not args.tag and not args.single:
         parser.error("--dreamer-kwargs needs --tag, so that its runs are not mistaken for the defaults")
@@ -217,7 +224,7 @@ def main() -> None:
         algo, env_id, seed = args.single
         run_one(
             algo, env_id, int(seed), args.steps, args.eval_freq, args.eval_episodes, args.out, args.dreamer_kwargs,
-            args.checkpoint_freq,
+            args.checkpoint_freq, args.log_train,
         )  # fmt: skip
         return
     if not args.summarise_only:
@@ -233,6 +240,7 @@ def main() -> None:
                 ]
         extra = ["--steps", str(args.steps)] if args.steps else []
         extra += ["--dreamer-kwargs", json.dumps(args.dreamer_kwargs), "--checkpoint-freq", str(args.checkpoint_freq)]
+        extra += ["--log-train"] if args.log_train else []
         print(f"{len(jobs)} runs to do: {jobs}", flush=True)
 
         def launch(job: tuple[str, str, int]) -> int:
