@@ -113,6 +113,9 @@ def run_one(
         commit=code_commit(),
     )
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    # The final agent for later analysis (benchmarks/critic_values.py); gitignored like the checkpoints.
+    (out / "final").mkdir(exist_ok=True)
+    model.save(out / "final" / f"{name}.zip")
     checkpoint.remove()
 
 
