@@ -27,11 +27,11 @@ def critic_along_episode(model: Dreamer, env: gym.Env, seed: int) -> tuple[np.nd
     state, start, done = policy.initial_state(1), np.ones(1, dtype=bool), False
     values, rewards, first = [], [], []
     while not done:
-        obs_tensor = th.as_tensor(obs[None], dtype=th.float32)
-        with th.no_grad():
-            values.append(float(policy.value(policy.filter_step(obs_tensor, state, start, True))[0]))
         first.append(float(np.ravel(obs)[0]))
-        action, state = policy.act(obs_tensor, state, start, True)
+        action, state = policy.act(th.as_tensor(obs[None], dtype=th.float32), state, start, True)
+        with th.no_grad():  # the state act() returns is the posterior it acted on: value it without filtering again
+            feat = th.as_tensor(np.concatenate([state.deter, state.stoch], axis=-1))
+            values.append(float(policy.value(feat)[0]))
         start = np.zeros(1, dtype=bool)
         obs, reward, terminated, truncated, _ = env.step(action[0])
         rewards.append(float(reward))
