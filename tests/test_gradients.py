@@ -36,11 +36,20 @@ def test_free_bits_stop_the_gradient_below_the_threshold() -> None:
     assert th.all(grad == 0)
 
 
-@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
-def test_actor_and_critic_losses_reach_only_their_own_parameters(actor_grad: str, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(actor_grad="reinforce"),
+        dict(actor_grad="dynamics"),
+        # The replay-value loss, bootstrapped from all imagination starts and from a subset of them.
+        dict(actor_grad="dynamics", replay_value_scale=0.3),
+        dict(actor_grad="reinforce", replay_value_scale=0.3, imagination_starts=5),
+    ],
+)
+def test_actor_and_critic_losses_reach_only_their_own_parameters(settings: dict, monkeypatch) -> None:
     """In a real update, the actor's backward leaves world-model and critic gradients at None, the critic's leaves the
     world model's and the actor's at None."""
-    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, actor_grad=actor_grad, **tiny(learning_starts=64))
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny(learning_starts=64, **settings))
     model.learn(64)  # fills the buffer, no update yet
     policy = model.policy
     groups = {

@@ -16,6 +16,7 @@ from sb3_dreamer.dreamer.distributions import (
     twohot_mean,
     unimix_logits,
 )
+from sb3_dreamer.dreamer.update import replay_lambda_return
 
 
 def test_symlog_symexp() -> None:
@@ -55,6 +56,30 @@ def test_lambda_return_hand_computed() -> None:
     # lambda = 0: one-step TD targets; lambda = 1: Monte-Carlo return bootstrapped at the end.
     th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, 0.0), th.tensor([[21.0], [32.0]]))
     th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, 1.0), th.tensor([[33.0], [32.0]]))
+
+
+def test_replay_lambda_return_stops_at_terminals_and_bootstraps_at_truncations() -> None:
+    reward = th.tensor([[0.0, 1.0, 2.0, 3.0]])
+    boot = th.tensor([[10.0, 20.0, 30.0, 40.0]])
+    gamma, lam = 0.5, 0.5
+    # Row 2 is terminal (row 3 starts the next episode): R_1 = r_2 = 2, R_0 = 1 + 0.5 * (0.5 * 20 + 0.5 * 2) = 6.5.
+    terminal = th.tensor([[False, False, True, False]])
+    returns = replay_lambda_return(reward, terminal, terminal.clone(), boot, gamma, lam)
+    th.testing.assert_close(returns[:, :2], th.tensor([[6.5, 2.0]]))
+    # Row 1 is truncated: its predecessor bootstraps fully from it, R_0 = r_1 + gamma * boot_1 = 11.
+    last = th.tensor([[False, True, False, False]])
+    returns = replay_lambda_return(reward, th.zeros_like(last), last, boot, gamma, lam)
+    th.testing.assert_close(returns[:, 0], th.tensor([11.0]))
+    # R_2 = r_3 + gamma * ((1 - lam) * boot_3 + lam * R_3), R_3 = boot_3.
+    th.testing.assert_close(returns[:, 2], th.tensor([3.0 + 0.5 * 40.0]))
+
+
+def test_replay_lambda_return_without_episode_ends_is_the_lambda_return() -> None:
+    th.manual_seed(0)
+    reward, boot = th.randn(3, 7), th.randn(3, 7)
+    flags = th.zeros(3, 7, dtype=th.bool)
+    expected = lambda_return(reward[:, 1:].T, th.ones(6, 3), boot.T, 0.9, 0.8).T
+    th.testing.assert_close(replay_lambda_return(reward, flags, flags, boot, 0.9, 0.8), expected)
 
 
 def test_fast_twohot_loss_and_mean_equal_the_dense_formulas() -> None:

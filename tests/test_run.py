@@ -174,6 +174,21 @@ def test_actor_gradient_modes_and_hybrid(pendulum, actor_grad) -> None:
     assert all(p.requires_grad for p in model.policy.world_model_parameters())
 
 
+def test_replay_value_loss_trains_the_critic_and_only_the_critic(cartpole) -> None:
+    trained = {}
+    for scale in (0.0, 0.3):
+        model = Dreamer("MlpPolicy", cartpole, seed=0, replay_value_scale=scale, **tiny(learning_starts=48))
+        model.learn(48)  # fills the buffer, no update yet
+        th.manual_seed(1)
+        model.train(1, model.batch_size)
+        trained[scale] = model.policy.state_dict()
+    # Same seed, same data, one update: only the critic (and its slow copy) moves differently.
+    differs = {key.split(".")[0] for key in trained[0.0] if not th.equal(trained[0.0][key], trained[0.3][key])}
+    assert differs == {"critic", "slow_critic"}, differs
+    with pytest.raises(ValueError, match="replay_value_scale"):
+        Dreamer("MlpPolicy", cartpole, replay_value_scale=-1.0, **tiny())
+
+
 def test_evaluate_policy_and_eval_checkpoint_callbacks(tmp_path) -> None:
     env = make_vec_env("CartPole-v1", n_envs=1, seed=1)
     model = Dreamer("MlpPolicy", "CartPole-v1", seed=0, **tiny())

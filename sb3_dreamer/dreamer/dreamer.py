@@ -105,6 +105,9 @@ class Dreamer(OffPolicyAlgorithm):
     :param world_model_grad_clip: gradient-norm clip of the world model
     :param actor_grad_clip: gradient-norm clip of the actor
     :param critic_grad_clip: gradient-norm clip of the critic
+    :param replay_value_scale: weight of the critic's replay-value loss: lambda-returns along the replayed real
+        sequences, with real rewards and terminal flags, bootstrapped from imagined returns (DreamerV3 code since 2024,
+        ``repval``, weight 0.3; 0: off)
     :param real_data_ratio: hybrid model-free fallback: weight of actor-critic losses on replayed real sequences (0: off)
     :param mixed_precision: run the update's forward passes under ``torch.autocast`` in bfloat16 on ``device``
         (parameters, optimiser state and gradients stay float32; acting stays float32). Meant for GPUs with bfloat16
@@ -159,6 +162,7 @@ class Dreamer(OffPolicyAlgorithm):
         world_model_grad_clip: float = 1000.0,
         actor_grad_clip: float = 100.0,
         critic_grad_clip: float = 100.0,
+        replay_value_scale: float = 0.0,
         real_data_ratio: float = 0.0,
         mixed_precision: bool = False,
         log_image_interval: int = 1000,
@@ -200,6 +204,8 @@ class Dreamer(OffPolicyAlgorithm):
         )
         if actor_grad not in ("auto", "reinforce", "dynamics"):
             raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {actor_grad!r}")
+        if replay_value_scale < 0.0:
+            raise ValueError(f"replay_value_scale must be >= 0, got {replay_value_scale}")
         if not 0.0 <= real_data_ratio <= 1.0:
             raise ValueError(f"real_data_ratio must lie in [0, 1], got {real_data_ratio}")
         if batch_length < 2 or batch_size < 1 or imagination_horizon < 1:
@@ -222,6 +228,7 @@ class Dreamer(OffPolicyAlgorithm):
         self.world_model_grad_clip = world_model_grad_clip
         self.actor_grad_clip = actor_grad_clip
         self.critic_grad_clip = critic_grad_clip
+        self.replay_value_scale = replay_value_scale
         self.real_data_ratio = real_data_ratio
         self.mixed_precision = mixed_precision
         self.log_image_interval = log_image_interval

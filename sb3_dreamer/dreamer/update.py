@@ -43,6 +43,40 @@ def lambda_return(reward: th.Tensor, cont: th.Tensor, value: th.Tensor, gamma: f
     return th.stack(returns[::-1])
 
 
+def replay_lambda_return(
+    reward: th.Tensor, terminal: th.Tensor, last: th.Tensor, boot: th.Tensor, gamma: float, return_lambda: float
+) -> th.Tensor:
+    """Lambda-returns along replayed real sequences, bootstrapped from ``boot`` (DreamerV3 code, ``repval`` loss).
+
+    Row t of a sequence holds (x_t, r_t, is_terminal_t); ``last_t`` says that row t ends its episode (terminated or
+    truncated), so that row t + 1 belongs to the next one. With live_t = 1 - is_terminal_t and c_t = 1 - last_t::
+
+        R_t = r_{t+1} + gamma * live_{t+1} * ((1 - lambda * c_{t+1}) * boot_{t+1} + lambda * c_{t+1} * R_{t+1}),
+        R_{T-1} = boot_{T-1}
+
+    A truncated episode end bootstraps from its last state; a terminal one adds nothing after its reward. Returns of
+    rows that end their episode mix two episodes: the caller weights them 0.
+
+    :param reward: rewards r_0..r_{T-1} (B, T)
+    :param terminal: is_terminal flags (B, T)
+    :param last: episode-end flags (B, T)
+    :param boot: bootstrap values of each row's state (B, T)
+    :param gamma: discount
+    :param return_lambda: lambda
+    :return: returns R_0..R_{T-2} (B, T - 1)
+    """
+    assert reward.shape == terminal.shape == last.shape == boot.shape, (reward.shape, terminal.shape, last.shape)
+    live = gamma * (~terminal[:, 1:]).to(boot.dtype)
+    cont = return_lambda * (~last[:, 1:]).to(boot.dtype)
+    interim = reward[:, 1:] + live * (1.0 - cont) * boot[:, 1:]
+    ret = boot[:, -1]
+    returns = []
+    for t in reversed(range(live.shape[1])):
+        ret = interim[:, t] + live[:, t] * cont[:, t] * ret
+        returns.append(ret)
+    return th.stack(returns[::-1], dim=1)
+
+
 @contextlib.contextmanager
 def frozen(params: list[th.nn.Parameter]) -> Iterator[None]:
     """Switch off ``requires_grad`` of ``params`` inside the block (gradients still flow through them to their inputs).
@@ -130,6 +164,7 @@ def behavior_losses(
 
     start = RSSMState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
     start_cont = (~data.is_terminal).float().flatten()
+    keep = None
     if algo.imagination_starts is not None and algo.imagination_starts < start_cont.shape[0]:
         keep = th.randperm(start_cont.shape[0], device=algo.device)[: algo.imagination_starts]
         start, start_cont = RSSMState(start.deter[keep], start.stoch[keep]), start_cont[keep]
@@ -173,6 +208,11 @@ def behavior_losses(
             + algo.slow_critic_scale * policy.critic.nll(critic_log_probs, slow_value)
         )
     ).mean()
+    # Replay-value loss (replay_value_scale > 0): the critic also regresses real returns along the replayed sequences.
+    if algo.replay_value_scale > 0.0:
+        critic_loss = critic_loss + algo.replay_value_scale * replay_value_loss(
+            algo, feat.detach(), data, returns[0].detach(), keep
+        )
     # Hybrid model-free fallback (real_data_ratio > 0): the same losses along the replayed real sequences.
     if algo.real_data_ratio > 0.0:
         real_actor_loss, real_critic_loss = real_data_losses(
@@ -189,6 +229,43 @@ def behavior_losses(
         advantage_std=advantage.detach().std().item(),
     )
     return actor_loss, critic_loss, stats
+
+
+def replay_value_loss(
+    algo: Dreamer, feat: th.Tensor, data: SequenceSamples, imagined_return: th.Tensor, starts: th.Tensor | None
+) -> th.Tensor:
+    """Critic loss on lambda-returns of the replayed real sequences (DreamerV3 code since 2024, ``repval`` loss).
+
+    The returns use the real rewards and terminal flags, and bootstrap from the imagined lambda-return R_0 of each
+    replayed state (from the critic's value for states that started no imagination, when ``imagination_starts``
+    subsamples them); see :func:`replay_lambda_return`. Like the imagined critic loss, it is regularised toward the
+    slow critic. Only the critic learns from it: the model states are detached (DreamerV3 lets it reach the world
+    model too, ``repval_grad``).
+
+    :param algo: the Dreamer whose discount, lambda and slow-critic weight apply
+    :param feat: posterior model states of the replayed batch (B, T, F), detached
+    :param data: the replayed batch
+    :param imagined_return: imagined R_0 of the imagination starts (N,), detached
+    :param starts: flat indices (into B * T) of the imagination starts, or None when all states started one
+    :return: the loss (scalar), before ``replay_value_scale``
+    """
+    policy = algo.policy
+    B, T, _ = feat.shape
+    logits = policy.critic(feat)  # (B, T, K)
+    with th.no_grad():
+        if starts is None:
+            boot = imagined_return.clone()
+        else:
+            boot = policy.critic.readout(logits).flatten()
+            boot[starts] = imagined_return
+        last = th.zeros_like(data.is_first)
+        last[:, :-1] = data.is_first[:, 1:]  # row t ends its episode when row t + 1 starts the next
+        returns = replay_lambda_return(data.rewards, data.is_terminal, last, boot.view(B, T), algo.gamma, algo.return_lambda)
+        slow_value = policy.value(feat[:, :-1], slow=True)
+    log_probs = logits[:, :-1].log_softmax(-1)
+    weight = (~last[:, :-1]).to(log_probs.dtype)
+    loss = policy.critic.nll(log_probs, returns) + algo.slow_critic_scale * policy.critic.nll(log_probs, slow_value)
+    return (weight * loss).mean()
 
 
 def real_data_losses(
