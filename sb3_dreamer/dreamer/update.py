@@ -258,8 +258,7 @@ def replay_value_loss(
         else:
             boot = policy.critic.readout(logits).flatten()
             boot[starts] = imagined_return
-        last = th.zeros_like(data.is_first)
-        last[:, :-1] = data.is_first[:, 1:]  # row t ends its episode when row t + 1 starts the next
+        last = episode_ends(data)
         returns = replay_lambda_return(data.rewards, data.is_terminal, last, boot.view(B, T), algo.gamma, algo.return_lambda)
         slow_value = policy.value(feat[:, :-1], slow=True)
     log_probs = logits[:, :-1].log_softmax(-1)
@@ -273,8 +272,9 @@ def real_data_losses(
 ) -> tuple[th.Tensor, th.Tensor]:
     """Hybrid fallback (seed 004, MBPO flavour): actor-critic losses along replayed real sequences.
 
-    Transitions t -> t+1 inside one episode use the real reward r_{t+1} and continue flag; the actor takes a
-    likelihood-ratio step on the real action a_t (stored in row t + 1) with the lambda-return advantage.
+    Transitions t -> t+1 inside one episode use the real reward r_{t+1} and terminal flag, with lambda-returns
+    bootstrapped from the critic (:func:`replay_lambda_return`); the actor takes a likelihood-ratio step on the real
+    action a_t (stored in row t + 1) with the lambda-return advantage.
 
     :param policy: the Dreamer policy (critic, actor)
     :param feat: posterior model states (B, T, F), detached
@@ -284,19 +284,26 @@ def real_data_losses(
     :param return_lambda: lambda of the lambda-returns
     :return: actor and critic losses
     """
-    valid = (~data.is_first[:, 1:]).float()  # (B, T-1): row t+1 continues row t's episode
-    reward = (data.rewards[:, 1:] * valid).T  # (T-1, B)
-    cont = ((~data.is_terminal[:, 1:]).float() * valid).T
-    feats = feat.transpose(0, 1)  # (T, B, F)
+    last = episode_ends(data)
     with th.no_grad():
-        value = policy.value(feats)
-        returns = lambda_return(reward, cont, value, gamma, return_lambda)
-    weight = valid.T
-    dist = policy.action_dist(feats[:-1])
-    advantage = (returns - value[:-1]) / scale
-    actor_loss = -(weight * (dist.log_prob(data.prev_actions[:, 1:].transpose(0, 1)) * advantage)).mean()
-    critic_loss = (weight * policy.critic.loss(feats[:-1], returns)).mean()
+        value = policy.value(feat)  # (B, T)
+        returns = replay_lambda_return(data.rewards, data.is_terminal, last, value, gamma, return_lambda)
+    weight = (~last[:, :-1]).to(value.dtype)  # (B, T-1): row t + 1 continues row t's episode
+    dist = policy.action_dist(feat[:, :-1])
+    advantage = (returns - value[:, :-1]) / scale
+    actor_loss = -(weight * (dist.log_prob(data.prev_actions[:, 1:]) * advantage)).mean()
+    critic_loss = (weight * policy.critic.loss(feat[:, :-1], returns)).mean()
     return actor_loss, critic_loss
+
+
+def episode_ends(data: SequenceSamples) -> th.Tensor:
+    """is_last flags (B, T) of a replayed batch: row t ends its episode when row t + 1 starts the next one.
+
+    The last row's flag is unknown and set False; returns never bootstrap past it.
+    """
+    last = th.zeros_like(data.is_first)
+    last[:, :-1] = data.is_first[:, 1:]
+    return last
 
 
 def open_loop_strips(policy: DreamerPolicy, data: SequenceSamples) -> dict[str, np.ndarray]:
