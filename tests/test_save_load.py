@@ -222,3 +222,14 @@ class DictEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         self.t += 1
         return self.observation_space.sample(), float(action[0]), False, self.t >= 20, {}
+
+
+def test_last_latent_is_restored_when_saved_with_include(tmp_path, pendulum) -> None:
+    model = Dreamer("MlpPolicy", pendulum, seed=0, **tiny())
+    model.learn(20)
+    model.save(tmp_path / "with_latent", include=["_last_latent"])
+    model.save(tmp_path / "default")
+    loaded = Dreamer.load(tmp_path / "with_latent", env=pendulum)
+    for saved, restored in zip(model._last_latent, loaded._last_latent, strict=True):
+        np.testing.assert_array_equal(saved, restored)
+    assert Dreamer.load(tmp_path / "default", env=pendulum)._last_latent is None  # excluded by default

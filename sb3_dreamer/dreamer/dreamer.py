@@ -264,7 +264,7 @@ class Dreamer(OffPolicyAlgorithm):
             **(self.replay_buffer_kwargs or {}),
         )
         self._convert_train_freq()
-        self._last_latent = None
+        # _last_latent keeps what __init__ or load() set: None, or the state saved with include=["_last_latent"].
 
     @staticmethod
     def _refuse_vec_normalize(env: VecEnv | None) -> None:
