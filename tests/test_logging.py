@@ -33,12 +33,15 @@ def test_csv_and_stdout_keys(tmp_path, capsys, pendulum) -> None:
         "train/entropy",
         "train/return_scale",
         "train/imagined_continue_min",
+        "train/imagined_continue_mean",
+        "train/imagined_value",
         "train/advantage_std",
         "train/learning_rate",
     }
     assert expected <= keys, expected - keys
     assert np.isfinite(float(rows[-1]["train/world_model_loss"]))
-    assert 0.0 <= float(rows[-1]["train/imagined_continue_min"]) <= 1.0
+    assert 0.0 <= float(rows[-1]["train/imagined_continue_min"]) <= float(rows[-1]["train/imagined_continue_mean"]) <= 1.0
+    assert np.isfinite(float(rows[-1]["train/imagined_value"]))
     assert float(rows[-1]["train/advantage_std"]) > 0.0
     assert "ep_rew_mean" in capsys.readouterr().out
 

@@ -153,8 +153,8 @@ def behavior_losses(
     :param data: the replayed batch
     :param dynamics_grad: actor gradients through the imagined dynamics (else likelihood ratios)
     :param timer: phase timer; the imagination phase is lapped here
-    :return: actor loss, critic loss and the numbers to log (entropy, imagined return, return scale, lowest
-        imagined continue probability, advantage spread)
+    :return: actor loss, critic loss and the numbers to log (entropy, imagined return, return scale, lowest and
+        mean imagined continue probability, the critic's mean imagined value, advantage spread)
     """
     policy = algo.policy
 
@@ -224,8 +224,11 @@ def behavior_losses(
         entropy=entropy.mean().item(),
         imagined_return=returns.mean().item(),
         return_scale=float(scale),
-        # Failure signals: the lowest continue probability met in imagination and how much advantages vary.
+        # Failure signals: the continue probabilities met in imagination, how much advantages vary, and the critic's
+        # mean value (far below the returns episodes really bring: the critic cannot see beyond the horizon).
         imagined_continue_min=cont.min().item(),
+        imagined_continue_mean=cont.mean().item(),
+        imagined_value=value[:-1].mean().item(),
         advantage_std=advantage.detach().std().item(),
     )
     return actor_loss, critic_loss, stats
