@@ -61,12 +61,19 @@ class ImageEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self.t = 0
-        return self.observation_space.sample(), {}
+        return self._observation(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         self.t += 1
         reward = float(np.sum(action)) if isinstance(self.action_space, spaces.Box) else float(action == 1)
-        return self.observation_space.sample(), reward, False, self.t >= 20, {}
+        return self._observation(), reward, False, self.t >= 20, {}
+
+    def _observation(self) -> np.ndarray:
+        # Drawn from the env's own generator, so a seeded reset makes the episode reproducible.
+        space = self.observation_space
+        if space.dtype == np.uint8:
+            return self.np_random.integers(0, 256, space.shape, dtype=np.uint8)
+        return self.np_random.random(space.shape).astype(space.dtype)
 
 
 @pytest.fixture

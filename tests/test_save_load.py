@@ -148,8 +148,11 @@ def test_replay_buffer_mismatch_raises(tmp_path) -> None:
         other.load_replay_buffer(tmp_path / "cartpole.pkl")
 
 
-def _run(seed: int, env_id: str) -> tuple[float, float]:
-    model = Dreamer("MlpPolicy", env_id, seed=seed, **tiny())
+def _run(seed: int, env_id: str) -> tuple[float, float, float]:
+    if env_id == "image":  # pixels from the env's seeded generator, through the CNN encoder and decoder
+        model = Dreamer("CnnPolicy", ImageEnv((16, 16, 3)), seed=seed, **tiny())
+    else:
+        model = Dreamer("MlpPolicy", env_id, seed=seed, **tiny())
     model.learn(60)
     env = model.get_env()
     obs, total_action, total_reward = env.reset(), 0.0, 0.0
@@ -159,10 +162,12 @@ def _run(seed: int, env_id: str) -> tuple[float, float]:
         obs, reward, _, _ = env.step(action)
         total_action += float(np.sum(action))
         total_reward += float(np.sum(reward))
-    return total_action, total_reward
+    # The trained weights too: a discrete policy's sampled actions can hide a different world model.
+    weights = sum(float(p.detach().double().sum()) for p in model.policy.parameters())
+    return total_action, total_reward, weights
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1", "image"])
 def test_seeded_runs_are_identical(env_id: str) -> None:
     assert _run(5, env_id) == _run(5, env_id)
     assert _run(5, env_id) != _run(6, env_id)
