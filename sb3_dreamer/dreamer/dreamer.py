@@ -79,7 +79,8 @@ class Dreamer(OffPolicyAlgorithm):
     :param env: environment or its registered id
     :param learning_rate: world-model learning rate (float or schedule)
     :param actor_learning_rate: actor learning rate (float or schedule)
-    :param critic_learning_rate: critic learning rate (float or schedule)
+    :param critic_learning_rate: critic learning rate (float or schedule); 10x DreamerV3's 2023 value (3e-5), so that
+        the critic reaches the returns of a task within CPU budgets of 5-25k updates (docs/modules/dreamer.md)
     :param buffer_size: replay capacity in steps (bounds memory)
     :param learning_starts: random-action steps before the first update
     :param batch_size: replayed sequences per update (B)
@@ -138,7 +139,7 @@ class Dreamer(OffPolicyAlgorithm):
         env: GymEnv | str | None = None,
         learning_rate: float | Schedule = 1e-4,
         actor_learning_rate: float | Schedule = 3e-5,
-        critic_learning_rate: float | Schedule = 3e-5,
+        critic_learning_rate: float | Schedule = 3e-4,
         buffer_size: int = 1_000_000,
         learning_starts: int = 1000,
         batch_size: int = 16,
