@@ -25,8 +25,9 @@ PROG = "python -m sb3_dreamer"
 DEFAULT_CONFIG: dict[str, Any] = dict(env="Pendulum-v1", n_timesteps=10_000, stop_at=-200.0, eval_freq=1000, hyperparams={})
 #: Environment steps of ``--quick``: a short run that shows every stage (random warm-up, updates, save, evaluation).
 QUICK_TIMESTEPS = 2000
-#: Minutes of the default run on an idle 2-core CPU: 6 min 50 s measured on 2026-12-02 (-200 reached at 3000 steps).
-DEFAULT_RUN_MINUTES = "about 7"
+#: Minutes of the default run on an idle 2-core CPU: 6 min 50 s measured on 2026-12-02, 11 min 55 s on 2026-12-03's
+#: slower machine with the critic learning rate 3e-4 (-200 reached at 3000 steps both times).
+DEFAULT_RUN_MINUTES = "7-12"
 #: Dreamer arguments that this command sets itself.
 RESERVED_ARGUMENTS = frozenset({"self", "policy", "env", "seed", "verbose", "_init_setup_model"})
 
