@@ -28,6 +28,8 @@ QUICK_TIMESTEPS = 2000
 #: Minutes of the default run on an idle 2-core CPU: 6 min 50 s measured on 2026-12-02, 11 min 55 s on 2026-12-03's
 #: slower machine with the critic learning rate 3e-4 (-200 reached at 3000 steps both times).
 DEFAULT_RUN_MINUTES = "7-12"
+#: Minutes of ``--no-stop`` (all 10k steps) and of ``--quick`` on the same machines.
+NO_STOP_MINUTES, QUICK_MINUTES = "30-50", "3.5-6"
 #: Dreamer arguments that this command sets itself.
 RESERVED_ARGUMENTS = frozenset({"self", "policy", "env", "seed", "verbose", "_init_setup_model"})
 
@@ -38,8 +40,8 @@ Defaults: {DEFAULT_CONFIG["env"]}, up to {DEFAULT_CONFIG["n_timesteps"]} env ste
 evaluation (every {DEFAULT_CONFIG["eval_freq"]} steps) reaches a mean return of {DEFAULT_CONFIG["stop_at"]:g}, with
 Dreamer's constructor defaults (its CPU settings: 16 x 32 batches, 256 imagination starts, an update every 2 env
 steps after 1000 random steps). On an idle 2-core CPU the default run stops after 3000-4000 steps,
-{DEFAULT_RUN_MINUTES} minutes; all 10000 steps (--no-stop) take about 30 minutes; --quick ({QUICK_TIMESTEPS} steps)
-takes about 3.5 minutes and does not yet solve the task. Other processes on the same cores slow it down many times
+{DEFAULT_RUN_MINUTES} minutes; all 10000 steps (--no-stop) take {NO_STOP_MINUTES} minutes; --quick ({QUICK_TIMESTEPS} steps)
+takes {QUICK_MINUTES} minutes and does not yet solve the task. Other processes on the same cores slow it down many times
 over. The full rl-zoo workflow (train, enjoy, tune, plot) is the sb3-dreamer command."""
 
 
