@@ -56,6 +56,9 @@ def test_lambda_return_hand_computed() -> None:
     # lambda = 0: one-step TD targets; lambda = 1: Monte-Carlo return bootstrapped at the end.
     th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, 0.0), th.tensor([[21.0], [32.0]]))
     th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, 1.0), th.tensor([[33.0], [32.0]]))
+    # Per-step lambdas (lambda_1 = 0, lambda_2 = 1): R_1 = r_2 + R_2 = 2 + 30, R_0 = r_1 + v(s_1) = 1 + 20.
+    per_step = th.tensor([[0.0], [1.0]])
+    th.testing.assert_close(lambda_return(reward, th.ones(2, 1), value, 1.0, per_step), th.tensor([[21.0], [32.0]]))
 
 
 def test_replay_lambda_return_stops_at_terminals_and_bootstraps_at_truncations() -> None:

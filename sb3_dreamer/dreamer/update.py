@@ -22,23 +22,28 @@ if TYPE_CHECKING:
     from sb3_dreamer.dreamer.dreamer import Dreamer
 
 
-def lambda_return(reward: th.Tensor, cont: th.Tensor, value: th.Tensor, gamma: float, return_lambda: float) -> th.Tensor:
+def lambda_return(
+    reward: th.Tensor, cont: th.Tensor, value: th.Tensor, gamma: float, return_lambda: float | th.Tensor
+) -> th.Tensor:
     """Bootstrapped lambda-returns (DreamerV3, Eq. 7; Sutton & Barto 12.1).
 
-    R_t = r_{t+1} + gamma * c_{t+1} * ((1 - lambda) * v(s_{t+1}) + lambda * R_{t+1}),  R_H = v(s_H).
+    R_t = r_{t+1} + gamma * c_{t+1} * ((1 - lambda_{t+1}) * v(s_{t+1}) + lambda_{t+1} * R_{t+1}),  R_H = v(s_H).
 
     :param reward: rewards r_1..r_H (H, N)
     :param cont: continue probabilities c_1..c_H (H, N)
     :param value: values v(s_0)..v(s_H) (H + 1, N)
     :param gamma: discount
-    :param return_lambda: lambda
+    :param return_lambda: lambda, one number or one per step lambda_1..lambda_H (H, N) (0 cuts the return at that step)
     :return: returns R_0..R_{H-1} (H, N)
     """
     assert reward.shape == cont.shape and value.shape[0] == reward.shape[0] + 1, (reward.shape, cont.shape, value.shape)
+    per_step = isinstance(return_lambda, th.Tensor)
+    assert not per_step or return_lambda.shape == reward.shape, (return_lambda.shape, reward.shape)
     ret = value[-1]
     returns = []
     for t in reversed(range(reward.shape[0])):
-        ret = reward[t] + gamma * cont[t] * ((1.0 - return_lambda) * value[t + 1] + return_lambda * ret)
+        lam = return_lambda[t] if per_step else return_lambda
+        ret = reward[t] + gamma * cont[t] * ((1.0 - lam) * value[t + 1] + lam * ret)
         returns.append(ret)
     return th.stack(returns[::-1])
 
@@ -49,7 +54,8 @@ def replay_lambda_return(
     """Lambda-returns along replayed real sequences, bootstrapped from ``boot`` (DreamerV3 code, ``repval`` loss).
 
     Row t of a sequence holds (x_t, r_t, is_terminal_t); ``last_t`` says that row t ends its episode (terminated or
-    truncated), so that row t + 1 belongs to the next one. With live_t = 1 - is_terminal_t and c_t = 1 - last_t::
+    truncated), so that row t + 1 belongs to the next one. With live_t = 1 - is_terminal_t and c_t = 1 - last_t, this is
+    :func:`lambda_return` with continue flags live and per-step lambdas lambda * c::
 
         R_t = r_{t+1} + gamma * live_{t+1} * ((1 - lambda * c_{t+1}) * boot_{t+1} + lambda * c_{t+1} * R_{t+1}),
         R_{T-1} = boot_{T-1}
@@ -66,15 +72,9 @@ def replay_lambda_return(
     :return: returns R_0..R_{T-2} (B, T - 1)
     """
     assert reward.shape == terminal.shape == last.shape == boot.shape, (reward.shape, terminal.shape, last.shape)
-    live = gamma * (~terminal[:, 1:]).to(boot.dtype)
-    cont = return_lambda * (~last[:, 1:]).to(boot.dtype)
-    interim = reward[:, 1:] + live * (1.0 - cont) * boot[:, 1:]
-    ret = boot[:, -1]
-    returns = []
-    for t in reversed(range(live.shape[1])):
-        ret = interim[:, t] + live[:, t] * cont[:, t] * ret
-        returns.append(ret)
-    return th.stack(returns[::-1], dim=1)
+    live = (~terminal[:, 1:]).to(boot.dtype).T
+    lambdas = return_lambda * (~last[:, 1:]).to(boot.dtype).T
+    return lambda_return(reward[:, 1:].T, live, boot.T, gamma, lambdas).T
 
 
 @contextlib.contextmanager
