@@ -78,7 +78,7 @@ def test_dreamer_logs_true_and_learned_returns(reference_path: str, order: str) 
     logged: dict = {}
     model.set_logger(Logger(None, [_DictFormat(logged)]))
     model.learn(400, log_interval=1)
-    callback = model._true_reward_callback
+    callback = model._logging_callbacks[0]
     assert len(callback.true_returns) == 2
     # Random actions before learning_starts: true returns are Pendulum's (negative, hundreds), learned ones the model's.
     assert all(value < -100.0 for value in callback.true_returns)

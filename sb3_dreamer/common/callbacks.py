@@ -2,6 +2,8 @@
 
 - :class:`TrueRewardCallback` logs the true episode return of a reward-free or relabelled env
   (``info["original_reward"]``) beside the return of the reward the agent is trained on.
+- :class:`TaskReturnCallback` logs each task's episode return on a multi-task env (``info["task"]``, set by
+  :class:`~sb3_dreamer.transfer.MultiTaskVecEnv`).
 - :class:`LogProgressCallback` prints a progress line (steps, steps/s, ETA) every few seconds, for output that goes to
   a file, where a progress bar does not draw.
 """
@@ -15,6 +17,9 @@ from typing import TextIO
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+
+#: Key of the task name in ``info``, set by :class:`~sb3_dreamer.transfer.MultiTaskVecEnv`.
+TASK_KEY = "task"
 
 #: Key of the true per-step reward in ``info``, set by :class:`~sb3_dreamer.envs.RewardFree` and the DTW wrappers.
 ORIGINAL_REWARD_KEY = "original_reward"
@@ -72,6 +77,37 @@ class TrueRewardCallback(BaseCallback):
         if ended:
             self.logger.record("rollout/ep_true_rew_mean", float(np.mean(self.true_returns)))
             self.logger.record("rollout/ep_learned_rew_mean", float(np.mean(self.learned_returns)))
+        return True
+
+
+class TaskReturnCallback(BaseCallback):
+    """Log ``rollout/<task>/ep_rew_mean`` and ``rollout/<task>/ep_len_mean`` on a multi-task env.
+
+    Reads the task name from ``info["task"]`` and the episode's return and length from ``info["episode"]`` (SB3's
+    ``Monitor``, which :class:`~sb3_dreamer.transfer.MultiTaskVecEnv` puts below its padding, so returns are each task's
+    own). Nothing is logged for envs whose infos carry no task. :class:`~sb3_dreamer.Dreamer` adds this callback
+    itself; pass it to ``learn(callback=...)`` of other algorithms.
+
+    :param stats_window_size: episodes averaged per task (default: the model's ``stats_window_size``, 100 in SB3)
+    :param verbose: SB3 verbosity
+    """
+
+    def __init__(self, stats_window_size: int | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.stats_window_size = stats_window_size
+        self.returns: dict[str, deque[float]] = {}
+        self.lengths: dict[str, deque[int]] = {}
+
+    def _on_step(self) -> bool:
+        window = self.stats_window_size or getattr(self.model, "_stats_window_size", 100)
+        for info in self.locals["infos"]:
+            task = info.get(TASK_KEY)
+            if task is None or "episode" not in info:
+                continue
+            self.returns.setdefault(task, deque(maxlen=window)).append(float(info["episode"]["r"]))
+            self.lengths.setdefault(task, deque(maxlen=window)).append(int(info["episode"]["l"]))
+            self.logger.record(f"rollout/{task}/ep_rew_mean", float(np.mean(self.returns[task])))
+            self.logger.record(f"rollout/{task}/ep_len_mean", float(np.mean(self.lengths[task])))
         return True
 
 

@@ -33,7 +33,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
-from sb3_dreamer.common.callbacks import LogProgressCallback, TrueRewardCallback
+from sb3_dreamer.common.callbacks import LogProgressCallback, TaskReturnCallback, TrueRewardCallback
 from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
@@ -350,8 +350,10 @@ class Dreamer(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfDreamer:
-        """Train for ``total_timesteps`` environment steps (SB3's ``learn``), with two additions.
+        """Train for ``total_timesteps`` environment steps (SB3's ``learn``), with three additions.
 
+        - ``rollout/<task>/ep_rew_mean`` and ``ep_len_mean`` are logged on multi-task envs (``info["task"]``, see
+          :class:`~sb3_dreamer.transfer.MultiTaskVecEnv` and :class:`~sb3_dreamer.common.TaskReturnCallback`).
         - ``rollout/ep_true_rew_mean`` and ``rollout/ep_learned_rew_mean`` are logged when the env reports its true
           reward in ``info["original_reward"]`` (reward-free and DTW-relabelled envs), see
           :class:`~sb3_dreamer.common.TrueRewardCallback`.
@@ -366,7 +368,7 @@ class Dreamer(OffPolicyAlgorithm):
         :param progress_bar: show progress (a bar on a terminal, lines otherwise)
         :return: the trained model
         """
-        callbacks = [self._true_reward_callback]
+        callbacks = list(self._logging_callbacks)
         if progress_bar and not sys.stdout.isatty():
             callbacks.append(LogProgressCallback())
             progress_bar = False
@@ -384,11 +386,14 @@ class Dreamer(OffPolicyAlgorithm):
         )
 
     @property
-    def _true_reward_callback(self) -> TrueRewardCallback:
-        """One :class:`TrueRewardCallback` per model, so its episode window outlives a single ``learn`` call."""
+    def _logging_callbacks(self) -> tuple[TrueRewardCallback, TaskReturnCallback]:
+        """One :class:`TrueRewardCallback` and one :class:`TaskReturnCallback` per model, so that their episode
+        windows outlive a single ``learn`` call."""
         if getattr(self, "_true_reward_logger", None) is None:
             self._true_reward_logger = TrueRewardCallback()
-        return self._true_reward_logger
+        if getattr(self, "_task_return_logger", None) is None:
+            self._task_return_logger = TaskReturnCallback()
+        return self._true_reward_logger, self._task_return_logger
 
     # Training ----------------------------------------------------------------------------------------------------------
 
@@ -535,6 +540,7 @@ class Dreamer(OffPolicyAlgorithm):
             "actor_lr_schedule",
             "critic_lr_schedule",
             "_true_reward_logger",
+            "_task_return_logger",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -2,7 +2,7 @@
 
 Paper: Hafner et al., "Mastering diverse control tasks through world models", Nature 2025 (DreamerV3), Methods:
 two-hot symlog regression for the reward predictor and the critic (Eq. 9-10), a Bernoulli continue predictor (Eq. 5),
-and percentile return normalisation for the actor ("Actor learning").
+and percentile return normalisation for the actor ("Actor learning"); and the meta reward head of meta-model transfer.
 
 The heads subclass :class:`torch.nn.Sequential` so that their parameters keep the names of the plain MLPs they
 replace (``reward_head.0.weight``, ...): models saved before this module existed load unchanged.
@@ -14,7 +14,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_dreamer.dreamer.distributions import twohot_bins, twohot_loss, twohot_mean, twohot_nll
+from sb3_dreamer.dreamer.distributions import symlog, twohot_bins, twohot_loss, twohot_mean, twohot_nll
 from sb3_dreamer.dreamer.world_model import mlp
 
 
@@ -50,6 +50,50 @@ class TwoHotHead(nn.Sequential):
     def nll(self, log_probs: th.Tensor, target: th.Tensor) -> th.Tensor:
         """Two-hot loss from log-probabilities (..., K), so that several targets can share one ``log_softmax``."""
         return twohot_nll(log_probs, target, self.bins)
+
+
+class MetaRewardHead(nn.Module):
+    """Reward head of meta-model transfer: a two-hot head over the model state and the predictions of frozen source
+    reward heads on that same state.
+
+    Sasso, Sabatelli & Wiering, "Multi-Source Transfer Learning for Deep Model-Based Reinforcement Learning", TMLR 2023
+    (https://arxiv.org/abs/2205.14410), section 4.3, and ``MetaDecoder2`` of
+    https://github.com/remosasso/multi-source-TL-for-deep-MBRL: input ``concat[p_1, ..., p_N, z_t, h_t]``, one hidden
+    layer, the reward distribution as output. The source predictions enter in symlog scale (ours: the paper's
+    Normal heads predicted rewards of one scale). The source heads are frozen (no ``requires_grad``, in no optimiser);
+    gradients still flow through them into the model state. Same interface as :class:`TwoHotHead`.
+
+    :param in_dim: width of the model state
+    :param widths: hidden widths of the meta head (the paper: one layer)
+    :param num_bins: bins of the meta head and of the source heads
+    :param n_sources: number of source reward heads (each ``TwoHotHead(in_dim, widths, num_bins)``)
+    """
+
+    def __init__(self, in_dim: int, widths: list[int], num_bins: int, n_sources: int) -> None:
+        super().__init__()
+        self.sources = nn.ModuleList(TwoHotHead(in_dim, widths, num_bins) for _ in range(n_sources))
+        self.sources.requires_grad_(False)
+        self.meta = TwoHotHead(in_dim + n_sources, widths, num_bins)
+
+    def source_predictions(self, feat: th.Tensor) -> th.Tensor:
+        """Each source head's reward for model states (..., F), in symlog scale: shape (..., N)."""
+        return symlog(th.stack([head.predict(feat) for head in self.sources], dim=-1))
+
+    def forward(self, feat: th.Tensor) -> th.Tensor:
+        """Logits (..., K) of the meta head for model states (..., F)."""
+        return self.meta(th.cat([self.source_predictions(feat), feat], dim=-1))
+
+    def readout(self, logits: th.Tensor) -> th.Tensor:
+        """Prediction in the environment's scale from logits (..., K): shape (...)."""
+        return self.meta.readout(logits)
+
+    def predict(self, feat: th.Tensor) -> th.Tensor:
+        """Prediction in the environment's scale for model states (..., F): shape (...)."""
+        return self.readout(self(feat))
+
+    def loss(self, feat: th.Tensor, target: th.Tensor) -> th.Tensor:
+        """Per-element two-hot loss of ``target`` (environment scale, shape (...)) for model states (..., F)."""
+        return twohot_loss(self(feat), target, self.meta.bins)
 
 
 class BernoulliHead(nn.Sequential):

@@ -18,7 +18,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_dreamer.dreamer.distributions import mode_onehot, sample_onehot, unimix_logits
-from sb3_dreamer.dreamer.heads import BernoulliHead, ReturnNorm, TwoHotHead
+from sb3_dreamer.dreamer.heads import BernoulliHead, MetaRewardHead, ReturnNorm, TwoHotHead
 from sb3_dreamer.dreamer.type_aliases import AgentState, RSSMState
 from sb3_dreamer.dreamer.world_model import RSSM, ObservationCodec, mlp
 
@@ -32,6 +32,29 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
     "size25m": dict(deter=3072, stoch=32, classes=24, units=384, mlp_layers=3, cnn_depth=24),
     "size200m": dict(deter=8192, stoch=32, classes=64, units=1024, mlp_layers=3, cnn_depth=64),
 }
+
+
+#: The policy's modules by name (for freezing and for :mod:`sb3_dreamer.transfer`): name -> parameter-name prefixes.
+POLICY_MODULES: dict[str, tuple[str, ...]] = {
+    "encoder": ("codec.vector_encoder.", "codec.image_encoders."),
+    "decoder": ("codec.vector_decoder.", "codec.image_decoders."),
+    "rssm": ("rssm.",),
+    "reward_head": ("reward_head.",),
+    "continue_head": ("continue_head.",),
+    "actor": ("actor.",),
+    "critic": ("critic.",),
+}
+
+#: Modules that ``frozen_modules`` may name: the world model's (the actor and critic always train).
+FREEZABLE_MODULES = ("encoder", "decoder", "rssm", "reward_head", "continue_head")
+
+
+def module_of(name: str) -> str | None:
+    """The :data:`POLICY_MODULES` name a policy parameter belongs to (None for the slow critic and buffers)."""
+    for module, prefixes in POLICY_MODULES.items():
+        if name.startswith(prefixes):
+            return module
+    return None
 
 
 class ActionDist:
@@ -145,6 +168,10 @@ class DreamerPolicy(BasePolicy):
     :param optimizer_kwargs: extra optimiser arguments; the default eps is 1e-8 (world model) and 1e-5 (actor, critic)
     :param normalize_images: SB3's policy argument, kept so that ``DreamerPolicy.load`` works; must stay True (the
         codec scales images from the space's bounds itself)
+    :param frozen_modules: world-model modules (names of :data:`FREEZABLE_MODULES`) that never train: no
+        ``requires_grad`` and in no optimiser; gradients still flow through them (meta-model and pretrained transfer)
+    :param reward_sources: number of frozen source reward heads of a meta-model reward head
+        (:class:`~sb3_dreamer.dreamer.heads.MetaRewardHead`); 0 for the plain two-hot reward head
     """
 
     def __init__(
@@ -169,7 +196,17 @@ class DreamerPolicy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
+        frozen_modules: list[str] | tuple[str, ...] = (),
+        reward_sources: int = 0,
     ) -> None:
+        unknown = sorted(set(frozen_modules) - set(FREEZABLE_MODULES))
+        if unknown:
+            raise ValueError(f"frozen_modules: unknown or not freezable {unknown}; choose from {list(FREEZABLE_MODULES)}")
+        if len(set(frozen_modules)) == len(FREEZABLE_MODULES):
+            raise ValueError("frozen_modules: freezing the whole world model leaves it nothing to train")
+        if reward_sources < 0:
+            raise ValueError(f"reward_sources must be >= 0, got {reward_sources}")
+        self.frozen_modules, self.reward_sources = tuple(frozen_modules), int(reward_sources)
         if not normalize_images:
             raise ValueError(
                 "DreamerPolicy scales image observations itself, from the observation space's bounds to [-0.5, 0.5] "
@@ -217,7 +254,12 @@ class DreamerPolicy(BasePolicy):
             size["deter"], size["stoch"], size["classes"], units, self.action_dim, self.codec.embed_dim, self.unimix
         )
         # Reward and continue heads have 1 hidden layer (DreamerV3); reward head and critic are two-hot heads.
-        self.reward_head = TwoHotHead(feat_dim, [units], self.num_bins)
+        if self.reward_sources:
+            self.reward_head: TwoHotHead | MetaRewardHead = MetaRewardHead(
+                feat_dim, [units], self.num_bins, self.reward_sources
+            )
+        else:
+            self.reward_head = TwoHotHead(feat_dim, [units], self.num_bins)
         self.continue_head = BernoulliHead(feat_dim, [units])
         actor_out = 2 * self.action_dim if isinstance(self.action_space, spaces.Box) else self.action_dim
         self.actor = mlp(feat_dim, actor_arch, actor_out)
@@ -227,12 +269,11 @@ class DreamerPolicy(BasePolicy):
         self.register_load_state_dict_pre_hook(_rename_old_keys)
 
         opt_kwargs = dict(self.optimizer_kwargs)
-        world_model_params = [
-            *self.codec.parameters(),
-            *self.rssm.parameters(),
-            *self.reward_head.parameters(),
-            *self.continue_head.parameters(),
-        ]
+        for name, param in self.named_parameters():
+            if module_of(name) in self.frozen_modules:
+                param.requires_grad_(False)
+        world_model_modules = (self.codec, self.rssm, self.reward_head, self.continue_head)
+        world_model_params = [p for module in world_model_modules for p in module.parameters() if p.requires_grad]
         self.world_model_optimizer = self.optimizer_class(
             world_model_params, lr=self.lr_schedule(1), **{"eps": 1e-8, **opt_kwargs}
         )
@@ -269,6 +310,8 @@ class DreamerPolicy(BasePolicy):
             num_bins=self.num_bins,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
+            frozen_modules=self.frozen_modules,
+            reward_sources=self.reward_sources,
         )
         return data
 
