@@ -249,3 +249,88 @@ def test_meta_model_reward_head_reads_the_source_predictions(source: Dreamer, tm
     assert loaded.policy.reward_sources == 2 and not loaded.policy.reward_head.sources[0][0].weight.requires_grad
     with pytest.raises(UsageError, match="2 source reward heads but 1"):
         meta_model_transfer(source, sources[:1], target)
+
+
+# The gymnasium multi-task env and the rl-zoo route -------------------------------------------------------------------
+
+
+def test_multitask_env_runs_its_tasks_in_turn() -> None:
+    env = gym.make("sb3_dreamer/MultiTask-v0", tasks=["Pendulum-v1", "MountainCarContinuous-v0"])
+    assert env.observation_space.shape == (3,) and env.action_space.shape == (1,)
+    tasks = []
+    for _ in range(4):
+        obs, info = env.reset(seed=0) if not tasks else env.reset()
+        tasks.append(info["task"])
+        if info["task"] == "MountainCarContinuous-v0":
+            assert obs[2] == 0.0  # padded
+        _, _, _, _, info = env.step(env.action_space.sample())
+        assert info["task"] == tasks[-1]
+    assert tasks == ["Pendulum-v1", "MountainCarContinuous-v0"] * 2
+    first = [env.reset(seed=3)[0] for _ in range(2)]
+    again = [env.reset(seed=3)[0] for _ in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))  # a seeded reset repeats the sequence
+
+
+def test_transfer_callback_transfers_before_the_first_step(source: Dreamer, tmp_path: Path) -> None:
+    from sb3_dreamer.transfer import TransferCallback
+
+    source.save(tmp_path / "source")
+    target = fresh_target()
+    init = target.get_parameters()["policy"]["actor.3.weight"].clone()
+    target.learn(8, callback=TransferCallback("fractional", str(tmp_path / "source.zip"), verbose=0))  # no update yet
+    after, src = target.get_parameters()["policy"], source.get_parameters()["policy"]
+    assert th.equal(after["rssm.gru.weight"], src["rssm.gru.weight"]) and th.equal(after["actor.3.weight"], init)
+    with pytest.raises(UsageError, match="unknown method"):
+        TransferCallback("fractionnal", "x.zip")
+    with pytest.raises(UsageError, match="needs the reward_sources"):
+        TransferCallback("meta_model", "x.zip")
+
+
+TRANSFER_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "zoo_configs").glob("transfer_*.yml"))
+
+
+@pytest.mark.parametrize("config", TRANSFER_CONFIGS, ids=[path.stem for path in TRANSFER_CONFIGS])
+def test_transfer_configs_build_their_callbacks(config: Path) -> None:
+    """Each zoo entry of zoo_configs/transfer_*.yml names a valid TransferCallback and only budget, policy,
+    policy_kwargs and callback (Dreamer's settings stay the constructor defaults)."""
+    import yaml
+    from rl_zoo3.utils import get_callback_list
+
+    from sb3_dreamer.transfer import TransferCallback
+
+    entries = yaml.safe_load(config.read_text())
+    assert TRANSFER_CONFIGS and entries
+    for name, entry in entries.items():
+        assert set(entry) <= {"n_timesteps", "policy", "policy_kwargs", "callback"}, (config.name, name)
+        (callback,) = get_callback_list({"callback": entry["callback"]})
+        assert isinstance(callback, TransferCallback) and callback.source.endswith("sb3_dreamer-MultiTask-v0.zip")
+        if callback.method == "meta_model":
+            kwargs = eval(entry["policy_kwargs"])  # the zoo evaluates this string the same way
+            assert kwargs["reward_sources"] == len(callback.reward_sources)
+
+
+def test_sb3_dreamer_train_starts_from_a_transferred_model(source: Dreamer, tmp_path: Path) -> None:
+    """``sb3-dreamer train`` with a YAML entry whose callback transfers from a saved multi-task model."""
+    import subprocess
+    import sys
+
+    source.save(tmp_path / "multi_task")
+    config = tmp_path / "transfer.yml"
+    config.write_text(
+        "Pendulum-v1:\n  n_timesteps: !!float 40\n  policy: MlpPolicy\n  callback:\n"
+        "    - sb3_dreamer.transfer.TransferCallback:\n        method: modular\n"
+        f"        source: {tmp_path / 'multi_task.zip'}\n        reinit: [actor]\n"
+    )
+    params = ["policy_kwargs:dict(model_size='debug')", "batch_size:2", "batch_length:8", "learning_starts:100"]
+    script = Path(sys.executable).parent / "sb3-dreamer"
+    args = ["train", "--env", "Pendulum-v1", "-conf", str(config), "-f", "logs", "--seed", "0", "--num-threads", "1"]
+    result = subprocess.run(
+        [str(script), *args, "-params", *params], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Transferred (modular)" in result.stdout
+    trained = Dreamer.load(tmp_path / "logs" / "dreamer" / "Pendulum-v1_1" / "Pendulum-v1.zip")
+    # 40 steps < learning_starts: no update, so the transferred tensors are exactly the source's (observations cut
+    # from the source's 4 padded dimensions to Pendulum's 3).
+    src = source.get_parameters()["policy"]["codec.vector_encoder.0.weight"][:, :3]
+    assert th.equal(trained.get_parameters()["policy"]["codec.vector_encoder.0.weight"], src)

@@ -136,8 +136,9 @@ def test_config_has_the_required_entries() -> None:
 
 
 def test_one_hyperparameter_set_for_every_task() -> None:
-    """Entries set only budgets, policies, wrappers and n_envs: every task trains with the constructor's defaults."""
-    allowed = {"n_timesteps", "policy", "env_wrapper", "n_envs", "normalize"}
+    """Entries set only budgets, policies, wrappers, n_envs and env_kwargs (which tasks an env runs): every task trains
+    with the constructor's defaults."""
+    allowed = {"n_timesteps", "policy", "env_wrapper", "n_envs", "normalize", "env_kwargs"}
     for name, entry in ENTRIES.items():
         assert set(entry) <= allowed, (name, set(entry) - allowed)
 

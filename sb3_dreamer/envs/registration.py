@@ -1,4 +1,5 @@
-"""Idempotent gymnasium registration: the dynamic-gap env pairs (``sb3_dreamer/...``) and MinAtar's games."""
+"""Idempotent gymnasium registration: the dynamic-gap env pairs and the multi-task env (``sb3_dreamer/...``), and
+MinAtar's games."""
 
 import importlib.util
 from pathlib import Path
@@ -27,9 +28,14 @@ ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
 }
 
 
+#: Multi-task env ids (no time limit of their own: each task keeps its own): id -> entry point.
+MULTI_TASK_SPECS: dict[str, str] = {"MultiTask-v0": "sb3_dreamer.transfer.multitask:MultiTaskEnv"}
+
+
 def register_envs() -> list[str]:
-    """Register every pair of :data:`ENV_SPECS` as ``sb3_dreamer/<name>`` and, when minatar is installed, MinAtar's
-    games as ``MinAtar/<Game>-v1``; ids already registered are left alone.
+    """Register every pair of :data:`ENV_SPECS` and the multi-task env (``sb3_dreamer/MultiTask-v0``, its tasks as the
+    ``tasks`` kwarg) as ``sb3_dreamer/<name>`` and, when minatar is installed, MinAtar's games as ``MinAtar/<Game>-v1``;
+    ids already registered are left alone.
 
     Safe to call any number of times (``import sb3_dreamer`` and ``plugins/`` both call it). The Bullet envs are
     registered by entry-point string, so pybullet is imported only when such an env is made.
@@ -43,6 +49,11 @@ def register_envs() -> list[str]:
             continue
         gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), max_episode_steps=max_episode_steps)
         added.append(env_id)
+    for name, entry_point in MULTI_TASK_SPECS.items():
+        env_id = f"{NAMESPACE}/{name}"
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point)
+            added.append(env_id)
     return added + register_minatar_envs()
 
 

@@ -23,8 +23,9 @@ Rules, per task:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +35,6 @@ from gymnasium.wrappers import RescaleAction
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.vec_env import DummyVecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from sb3_dreamer.common.callbacks import TASK_KEY
 from sb3_dreamer.common.usage import UsageError
@@ -162,6 +162,72 @@ def common_spaces(
     )
 
 
+class TaskLabel(gym.Wrapper):
+    """Put the task's name in ``info["task"]`` at every ``reset`` and ``step``.
+
+    :param env: one task's env
+    :param name: the task's name
+    """
+
+    def __init__(self, env: gym.Env, name: str) -> None:
+        super().__init__(env)
+        self.name = name
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        return obs, {**info, TASK_KEY: self.name}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, TASK_KEY: self.name}
+
+
+class TaskSet:
+    """Several tasks and the padded spaces they share; :meth:`make` builds one task's env in those spaces.
+
+    :param tasks: registered env ids or functions that make an env
+    :param env_kwargs: keyword arguments of ``gym.make`` per task id
+    :param task_names: names used in ``info["task"]`` and the logs (default: the env ids)
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        env_kwargs: dict[str, dict[str, Any]] | None = None,
+        task_names: Sequence[str] | None = None,
+    ) -> None:
+        if len(tasks) == 0:
+            raise UsageError("A multi-task env needs at least one task")
+        self.tasks, self.env_kwargs = list(tasks), dict(env_kwargs or {})
+        probes = [self._make_raw(task) for task in self.tasks]
+        names = list(task_names) if task_names is not None else default_task_names(tasks, probes)
+        if len(names) != len(tasks) or len(set(names)) != len(names):
+            raise UsageError(f"task_names must name each of the {len(tasks)} tasks once, got {names}")
+        own_actions = [rescaled(e).action_space for e in probes]
+        self.observation_space, self.action_space = common_spaces([e.observation_space for e in probes], own_actions, names)
+        for probe in probes:
+            probe.close()
+        self.names = names
+
+    def _make_raw(self, task: Task) -> gym.Env:
+        return gym.make(task, **self.env_kwargs.get(task, {})) if isinstance(task, str) else task()
+
+    def make(self, index: int) -> gym.Env:
+        """Task ``index``'s env: Monitor (the task's own returns), actions rescaled and padded, observations padded."""
+        env = rescaled(Monitor(self._make_raw(self.tasks[index])))
+        if isinstance(self.action_space, spaces.Box):
+            env = PadAction(env, self.action_space.shape[0], self.action_space.low, self.action_space.high)
+        return TaskLabel(PadObservation(env, self.observation_space), self.names[index])
+
+
+def rescaled(env: gym.Env) -> gym.Env:
+    """``env`` with a bounded Box action space rescaled to [-1, 1] (the paper's ``NormalizeActions``), else ``env``."""
+    space = env.action_space
+    if isinstance(space, spaces.Box) and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
+        return RescaleAction(env, np.float32(-1.0), np.float32(1.0))
+    return env
+
+
 class MultiTaskVecEnv(DummyVecEnv):
     """A :class:`~stable_baselines3.common.vec_env.DummyVecEnv` over several tasks, with padded observation and action
     spaces, so that one unchanged :class:`~sb3_dreamer.Dreamer` trains on all of them (the multi-task agent of Sasso et
@@ -172,7 +238,7 @@ class MultiTaskVecEnv(DummyVecEnv):
     :param tasks: registered env ids or functions that make an env
     :param n_envs_per_task: sub-envs per task
     :param seed: seed of the first sub-env (sub-env ``k`` gets ``seed + k``), or None
-    :param env_kwargs: keyword arguments of ``gym.make`` (ids only), per task name
+    :param env_kwargs: keyword arguments of ``gym.make`` per task id
     :param task_names: names used in the logs (default: the env ids)
     """
 
@@ -184,52 +250,48 @@ class MultiTaskVecEnv(DummyVecEnv):
         env_kwargs: dict[str, dict[str, Any]] | None = None,
         task_names: Sequence[str] | None = None,
     ) -> None:
-        if len(tasks) == 0:
-            raise UsageError("MultiTaskVecEnv needs at least one task")
         if n_envs_per_task < 1:
             raise UsageError(f"n_envs_per_task must be >= 1, got {n_envs_per_task}")
-        env_kwargs = env_kwargs or {}
-        probes = [gym.make(t, **env_kwargs.get(t, {})) if isinstance(t, str) else t() for t in tasks]
-        names = list(task_names) if task_names is not None else default_task_names(tasks, probes)
-        if len(names) != len(tasks) or len(set(names)) != len(names):
-            raise UsageError(f"task_names must name each of the {len(tasks)} tasks once, got {names}")
-        own_actions = [self._rescaled(e).action_space for e in probes]
-        for probe in probes:
-            probe.close()
-        self.observation_space_common, self.action_space_common = common_spaces(
-            [e.observation_space for e in probes], own_actions, names
-        )
-        self.task_names = names
-        self.env_tasks = [name for name in names for _ in range(n_envs_per_task)]
-        factories = [
-            self._factory(task, env_kwargs.get(name, {}) if isinstance(task, str) else {})
-            for task, name in zip(tasks, names, strict=True)
-        ]
-        super().__init__([factory for factory in factories for _ in range(n_envs_per_task)])
+        self.task_set = TaskSet(tasks, env_kwargs, task_names)
+        self.task_names = self.task_set.names
+        self.env_tasks = [name for name in self.task_names for _ in range(n_envs_per_task)]
+        indices = [index for index in range(len(self.task_names)) for _ in range(n_envs_per_task)]
+        super().__init__([functools.partial(self.task_set.make, index) for index in indices])
         if seed is not None:
             self.seed(seed)
 
-    @staticmethod
-    def _rescaled(env: gym.Env) -> gym.Env:
-        space = env.action_space
-        if isinstance(space, spaces.Box) and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
-            return RescaleAction(env, np.float32(-1.0), np.float32(1.0))
-        return env
 
-    def _factory(self, task: Task, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
-        obs_space, action_space = self.observation_space_common, self.action_space_common
+class MultiTaskEnv(gym.Env):
+    """One gymnasium env that runs its tasks in turn, one episode each (the paper's round-robin schedule), in the
+    padded spaces of :class:`MultiTaskVecEnv`; registered as ``sb3_dreamer/MultiTask-v0`` for rl-zoo, where
+    ``n_envs`` copies run side by side.
 
-        def make() -> gym.Env:
-            env = gym.make(task, **kwargs) if isinstance(task, str) else task()
-            env = self._rescaled(Monitor(env))
-            if isinstance(action_space, spaces.Box):
-                env = PadAction(env, action_space.shape[0], action_space.low, action_space.high)
-            return PadObservation(env, obs_space)
+    :param tasks: registered env ids
+    :param env_kwargs: keyword arguments of ``gym.make`` per task id
+    """
 
-        return make
+    def __init__(self, tasks: Sequence[str] = (), env_kwargs: dict[str, dict[str, Any]] | None = None) -> None:
+        self.task_set = TaskSet(list(tasks), env_kwargs)
+        self.observation_space, self.action_space = self.task_set.observation_space, self.task_set.action_space
+        self.envs: list[gym.Env | None] = [None] * len(self.task_set.names)
+        self.current = -1
 
-    def step_wait(self) -> VecEnvStepReturn:
-        obs, rewards, dones, infos = super().step_wait()
-        for task, info in zip(self.env_tasks, infos, strict=True):
-            info[TASK_KEY] = task
-        return obs, rewards, dones, infos
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.current = (self.current + 1) % len(self.envs)
+        if self.envs[self.current] is None:
+            self.envs[self.current] = self.task_set.make(self.current)
+        sub_seed = None if seed is None else int(self.np_random.integers(2**31))
+        if seed is not None:  # a seeded reset seeds every task, so the whole sequence repeats
+            for index in range(len(self.envs)):
+                self.envs[index] = self.envs[index] or self.task_set.make(index)
+                self.envs[index].reset(seed=sub_seed + index)
+        return self.envs[self.current].reset(options=options)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        return self.envs[self.current].step(action)
+
+    def close(self) -> None:
+        for env in self.envs:
+            if env is not None:
+                env.close()
