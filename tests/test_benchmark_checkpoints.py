@@ -150,3 +150,21 @@ def test_minatar_dqn_baseline_reads_a_10x10_frame(common) -> None:
     obs, _ = gym.make("MinAtar/Breakout-v1").reset(seed=0)
     action, _ = model.predict(obs, deterministic=True)
     assert model.action_space.contains(int(action))
+
+
+def test_multisource_schedule_runs_dependencies_first_and_skips_after_failures() -> None:
+    spec = importlib.util.spec_from_file_location("multisource", ROOT / "benchmarks" / "multisource.py")
+    multisource = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(multisource)
+    jobs = multisource.jobs_of(0)
+    assert jobs["target-scratch_0"] == [] and jobs["target-meta_0"][0] == "multitask_0" and len(jobs["target-meta_0"]) == 3
+    order: list[str] = []
+
+    def launch(name: str) -> int:
+        order.append(name)
+        return 1 if name == "metasource-Pendulum_0" else 0
+
+    codes = multisource.schedule(jobs, set(), launch, n_jobs=2)
+    assert all(order.index(dep) < order.index(name) for name in order for dep in jobs[name])
+    assert "target-meta_0" not in order and "target-fractional0.2_0" in order  # meta needs the failed source
+    assert sorted(codes) == [0] * (len(order) - 1) + [1]

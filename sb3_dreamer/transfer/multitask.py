@@ -37,7 +37,7 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_dreamer.common.callbacks import TASK_KEY
-from sb3_dreamer.common.usage import UsageError
+from sb3_dreamer.common.usage import UsageError, check_env_id
 
 #: A task: a registered gymnasium id or a function that makes the env.
 Task = str | Callable[[], gym.Env]
@@ -100,9 +100,10 @@ class PadObservation(gym.ObservationWrapper):
 
 
 def default_task_names(tasks: Sequence[Task], envs: Sequence[gym.Env]) -> list[str]:
-    """Env ids (or the env classes' names for factories of unregistered envs); repeated names get ``-1``, ``-2`` ..."""
+    """Env ids without a ``module:`` prefix (or the env classes' names for factories of unregistered envs); repeated
+    names get ``-1``, ``-2`` ..."""
     names = [
-        t if isinstance(t, str) else e.spec.id if e.spec is not None else type(e.unwrapped).__name__
+        t.split(":")[-1] if isinstance(t, str) else e.spec.id if e.spec is not None else type(e.unwrapped).__name__
         for t, e in zip(tasks, envs, strict=True)
     ]
     return [f"{name}-{names[:i].count(name)}" if names.count(name) > 1 else name for i, name in enumerate(names)]
@@ -199,6 +200,10 @@ class TaskSet:
         if len(tasks) == 0:
             raise UsageError("A multi-task env needs at least one task")
         self.tasks, self.env_kwargs = list(tasks), dict(env_kwargs or {})
+        for task in self.tasks:
+            if isinstance(task, str):
+                check_env_id(task, other_packages="import the package that registers it first (e.g. import "
+                             "pybullet_envs_gymnasium for the *BulletEnv ids), or give the id as module:EnvId")  # fmt: skip
         probes = [self._make_raw(task) for task in self.tasks]
         names = list(task_names) if task_names is not None else default_task_names(tasks, probes)
         if len(names) != len(tasks) or len(set(names)) != len(names):

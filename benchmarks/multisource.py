@@ -1,0 +1,236 @@
+"""Multi-source transfer (Sasso et al., TMLR 2023) against Dreamer from scratch, on a protocol a 2-core CPU runs.
+
+Protocol (per seed, Dreamer's default settings everywhere):
+
+1. ``multitask``: one Dreamer on ``MultiTaskVecEnv(SOURCES)`` for ``SOURCE_STEPS`` env steps (both tasks together).
+   Sources differ in observation and action dimensions: Pendulum-v1 (3 observations, 1 action) and ReacherBulletEnv-v0
+   (9, 2); observations are zero-padded to 9, actions to 2. Its curve is the **zero-shot** control: the multi-task
+   agent on the target (padded the same way), evaluated every ``--eval-freq`` steps; at the end each source task is
+   evaluated once, to tell whether the sources were learned at all.
+2. ``metasource-<task>``: for meta-model transfer, one agent per source task with the multi-task encoder and decoder
+   copied in and the encoder frozen, ``META_SOURCE_STEPS`` each.
+3. Target ``sb3_dreamer/PendulumTarget-v0`` (mass 1.5, length 1.3; observation layout of Pendulum-v1), ``TARGET_STEPS``
+   each: ``scratch`` (the control), ``fractional0.2``, ``fractional0.5``, ``modular`` (world model transferred, actor
+   and critic from scratch) and ``meta`` (frozen UFS encoder and decoder, the two sources' reward heads).
+
+The target's true reward is the task reward; every method uses it (this is not reward-free transfer). Metrics per run:
+final evaluation return and area under the learning curve (the mean of the evaluations), with the source env steps
+each method spent. Each run is its own process (``--jobs`` at a time, one torch thread each), checkpointed every
+``--checkpoint-freq`` steps and resumed when the script is run again; finished runs are skipped.
+
+Run: ``python benchmarks/multisource.py`` (3 seeds, several hours on 2 cores); ``--quick`` runs tiny budgets through
+every stage (a pipeline check, not a result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+
+SOURCES = ["Pendulum-v1", "pybullet_envs_gymnasium:ReacherBulletEnv-v0"]
+TARGET = "sb3_dreamer/PendulumTarget-v0"
+SOURCE_STEPS, META_SOURCE_STEPS, TARGET_STEPS = 20_000, 5_000, 10_000
+QUICK_STEPS = (1_500, 1_200, 1_200)
+METHODS = ("scratch", "fractional0.2", "fractional0.5", "modular", "meta")
+EVAL_SEED = 1000  # the evaluation env's seed is EVAL_SEED + seed, as in benchmarks/common.py
+
+
+def budgets(quick: bool) -> tuple[int, int, int]:
+    """(multi-task, meta source, target) env steps."""
+    return QUICK_STEPS if quick else (SOURCE_STEPS, META_SOURCE_STEPS, TARGET_STEPS)
+
+
+def source_steps(method: str, quick: bool) -> int:
+    """Source env steps a target method builds on."""
+    multitask, meta_source, _ = budgets(quick)
+    return {"scratch": 0, "meta": multitask + len(SOURCES) * meta_source}.get(method, multitask)
+
+
+def short_name(task: str) -> str:
+    """``Pendulum`` for ``Pendulum-v1``, ``ReacherBulletEnv`` for ``module:ReacherBulletEnv-v0`` (run names)."""
+    return task.split(":")[-1].split("-v")[0]
+
+
+def jobs_of(seed: int) -> dict[str, list[str]]:
+    """Run names of one seed and the runs each depends on."""
+    multitask = f"multitask_{seed}"
+    meta_sources = [f"metasource-{short_name(task)}_{seed}" for task in SOURCES]
+    jobs = {multitask: [], **{name: [multitask] for name in meta_sources}}
+    for method in METHODS:
+        jobs[f"target-{method}_{seed}"] = (
+            [] if method == "scratch" else [multitask] + (meta_sources if method == "meta" else [])
+        )
+    return jobs
+
+
+def run_one(name: str, out: Path, eval_freq: int, eval_episodes: int, checkpoint_freq: int, quick: bool) -> None:
+    """Train one run of :func:`jobs_of` (resuming its checkpoint) and write ``out / <name>.json``."""
+    import gymnasium as gym
+    import torch as th
+    from common import EvalCurve, ResumableRun, code_commit
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from sb3_dreamer import Dreamer
+    from sb3_dreamer.transfer import MultiTaskVecEnv, TaskSet, fractional_transfer, modular_transfer
+    from sb3_dreamer.transfer.meta_model import meta_model_policy_kwargs, meta_model_transfer
+
+    th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    kind, seed = name.rsplit("_", 1)[0], int(name.rsplit("_", 1)[1])
+    multitask_steps, meta_source_steps, target_steps = budgets(quick)
+    final = out / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    padded = TaskSet([*SOURCES, TARGET])  # the target in the multi-task agent's padded spaces (zero-shot)
+    policy_kwargs: dict = {}
+    if kind == "multitask":
+        steps, eval_env = multitask_steps, padded.make(len(SOURCES))
+        make_env = lambda: MultiTaskVecEnv(SOURCES, seed=seed)  # noqa: E731
+    elif kind.startswith("metasource-"):
+        task = next(t for t in SOURCES if short_name(t) == kind.split("-", 1)[1])
+        steps, eval_env, make_env = meta_source_steps, Monitor(gym.make(task)), lambda: Monitor(gym.make(task))
+        policy_kwargs = dict(frozen_modules=("encoder",))
+    else:
+        method = kind.split("-", 1)[1]
+        steps, eval_env, make_env = target_steps, Monitor(gym.make(TARGET)), lambda: Monitor(gym.make(TARGET))
+        policy_kwargs = meta_model_policy_kwargs(len(SOURCES)) if method == "meta" else {}
+    evaluate = EvalCurve(eval_env, eval_freq, eval_episodes, name, seed=EVAL_SEED + seed)
+    checkpoint = ResumableRun(out / "checkpoints" / name, checkpoint_freq, evaluate)
+    model = checkpoint.restore(lambda path: Dreamer.load(path, env=make_env(), seed=seed))
+    resumed = model is not None
+    if model is None:
+        model = Dreamer("MlpPolicy", make_env(), seed=seed, verbose=0, policy_kwargs=policy_kwargs or None)
+        source = final / f"multitask_{seed}.zip"
+        if kind.startswith("metasource-"):
+            modular_transfer(source, model, copy_modules=["encoder", "decoder"])
+        elif kind.startswith("target-fractional"):
+            fractional_transfer(source, model, fraction=float(kind.removeprefix("target-fractional")))
+        elif kind == "target-modular":
+            modular_transfer(source, model, reinit=["actor", "critic"])
+        elif kind == "target-meta":
+            meta_sources = [final / f"{job}.zip" for job in jobs_of(seed)[name] if job.startswith("metasource-")]
+            meta_model_transfer(source, meta_sources, model)
+    model.learn(steps - model.num_timesteps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
+    result = dict(name=name, seed=seed, steps=steps, curve=evaluate.curve, seconds=time.perf_counter() - evaluate.start)
+    if kind == "multitask":  # did the multi-task agent learn its sources? (one evaluation per task)
+        task_set = TaskSet(SOURCES)
+        result["sources_final"] = {
+            task: float(evaluate_policy(model, task_set.make(index), n_eval_episodes=eval_episodes)[0])
+            for index, task in enumerate(task_set.names)
+        }
+    result.update(commit=code_commit(), resumed=resumed, quick=quick)
+    model.save(final / f"{name}.zip")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    checkpoint.remove()
+
+
+def summarise(out: Path, quick: bool) -> str:
+    """Table (markdown) and PNG of the target runs next to the zero-shot control."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {path.stem: json.loads(path.read_text()) for path in sorted(out.glob("*_*.json"))}
+    lines = [
+        "| method | seeds | source env steps | final return per seed | final mean ± std | AUC per seed | AUC mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for color, method in enumerate(("zero-shot", *METHODS)):
+        prefix = "multitask_" if method == "zero-shot" else f"target-{method}_"
+        group = sorted((run for key, run in runs.items() if key.startswith(prefix)), key=lambda run: run["seed"])
+        if not group:
+            continue
+        finals = [run["curve"][-1]["mean"] for run in group]
+        aucs = [float(np.mean([point["mean"] for point in run["curve"]])) for run in group]
+        steps = budgets(quick)[0] if method == "zero-shot" else source_steps(method, quick)
+        lines.append(
+            f"| {method} | {len(group)} | {steps} | {', '.join(f'{f:.0f}' for f in finals)} | {np.mean(finals):.0f} ± "
+            f"{np.std(finals):.0f} | {', '.join(f'{a:.0f}' for a in aucs)} | {np.mean(aucs):.0f} |"
+        )
+        for i, run in enumerate(group):
+            points = run["curve"]
+            ax.plot([p["step"] for p in points], [p["mean"] for p in points], color=f"C{color}", alpha=0.8, linewidth=1,
+                    label=method if i == 0 else None)  # fmt: skip
+    sources = [f"seed {run['seed']}: {run['sources_final']}" for key, run in runs.items() if key.startswith("multitask_")]
+    ax.set_title(f"{TARGET} (one line per seed; zero-shot: x = multi-task training steps)", fontsize=9)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("deterministic eval return")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "multisource.png", dpi=110)
+    table = "\n".join(lines) + "\n\nMulti-task agent on its sources at the end (mean return):\n" + "\n".join(sources)
+    (out / "multisource.md").write_text(table + "\n")
+    return table
+
+
+def schedule(jobs: dict[str, list[str]], done: set[str], launch: Callable[[str], int], n_jobs: int) -> list[int]:
+    """Run ``launch(name)`` for every job not in ``done``, at most ``n_jobs`` at once, each after its dependencies."""
+    codes, running, failed = [], {}, set()
+    pending = [name for name in jobs if name not in done]
+    with ThreadPoolExecutor(n_jobs) as pool:
+        while pending or running:
+            ready = [n for n in pending if all(d in done for d in jobs[n])]
+            blocked = [n for n in pending if any(d in failed for d in jobs[n])]
+            for name in blocked:
+                pending.remove(name)
+                failed.add(name)
+                print(f"{name}: skipped, a run it depends on failed", flush=True)
+            for name in ready[: n_jobs - len(running)]:
+                pending.remove(name)
+                running[pool.submit(launch, name)] = name
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                code = future.result()
+                codes.append(code)
+                (done if code == 0 else failed).add(name)
+    return codes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
+    parser.add_argument("--eval-freq", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--checkpoint-freq", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets through every stage (a pipeline check)")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/multisource[_quick]")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--single", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    out = args.out or Path(__file__).parent / "results" / ("multisource_quick" if args.quick else "multisource")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.single:
+        run_one(args.single, out, args.eval_freq, args.eval_episodes, args.checkpoint_freq, args.quick)
+        return
+    if not args.summarise_only:
+        jobs = {name: deps for seed in args.seeds for name, deps in jobs_of(seed).items()}
+        done = {name for name in jobs if (out / f"{name}.json").exists()}
+        print(f"{len(jobs) - len(done)} runs to do: {[n for n in jobs if n not in done]}", flush=True)
+
+        def launch(name: str) -> int:
+            command = [sys.executable, __file__, "--single", name, "--out", str(out), "--eval-freq", str(args.eval_freq)]
+            command += ["--eval-episodes", str(args.eval_episodes), "--checkpoint-freq", str(args.checkpoint_freq)]
+            return subprocess.call(command + (["--quick"] if args.quick else []))
+
+        codes = schedule(jobs, done, launch, args.jobs)
+        if any(codes):
+            print(f"some runs failed: {codes}", file=sys.stderr)
+    print(summarise(out, args.quick))
+
+
+if __name__ == "__main__":
+    main()
