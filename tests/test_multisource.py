@@ -266,9 +266,13 @@ def test_multitask_env_runs_its_tasks_in_turn() -> None:
         _, _, _, _, info = env.step(env.action_space.sample())
         assert info["task"] == tasks[-1]
     assert tasks == ["Pendulum-v1", "MountainCarContinuous-v0"] * 2
-    first = [env.reset(seed=3)[0] for _ in range(2)]
-    again = [env.reset(seed=3)[0] for _ in range(2)]
-    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))  # a seeded reset repeats the sequence
+    runs = []
+    for _ in range(2):  # a seeded reset starts the round over and repeats the sequence of episodes
+        first, info = env.reset(seed=3)
+        runs.append([first, env.reset()[0], env.reset()[0]])
+        assert info["task"] == "Pendulum-v1"
+    assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
+    assert not np.array_equal(runs[0][0], runs[0][2])  # the next Pendulum episode starts elsewhere
 
 
 def test_transfer_callback_transfers_before_the_first_step(source: Dreamer, tmp_path: Path) -> None:

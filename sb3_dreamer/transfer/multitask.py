@@ -281,17 +281,22 @@ class MultiTaskEnv(gym.Env):
         self.envs: list[gym.Env | None] = [None] * len(self.task_set.names)
         self.current = -1
 
+    def _env(self, index: int) -> gym.Env:
+        """Task ``index``'s env, made on first use."""
+        if self.envs[index] is None:
+            self.envs[index] = self.task_set.make(index)
+        return self.envs[index]
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Start an episode of the next task; a seeded reset starts over from the first task and seeds task ``i``'s
+        env with ``seed + i``, so the whole sequence of episodes repeats."""
         super().reset(seed=seed)
-        self.current = (self.current + 1) % len(self.envs)
-        if self.envs[self.current] is None:
-            self.envs[self.current] = self.task_set.make(self.current)
-        sub_seed = None if seed is None else int(self.np_random.integers(2**31))
-        if seed is not None:  # a seeded reset seeds every task, so the whole sequence repeats
+        if seed is not None:
+            self.current = -1
             for index in range(len(self.envs)):
-                self.envs[index] = self.envs[index] or self.task_set.make(index)
-                self.envs[index].reset(seed=sub_seed + index)
-        return self.envs[self.current].reset(options=options)
+                self._env(index).reset(seed=seed + index)
+        self.current = (self.current + 1) % len(self.envs)
+        return self._env(self.current).reset(options=options)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         return self.envs[self.current].step(action)
