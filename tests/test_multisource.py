@@ -179,6 +179,39 @@ def test_transfer_refuses_unknown_modules_and_missing_files(source: Dreamer, tmp
         fractional_transfer(tmp_path / "nothing.zip", fresh_target())
 
 
+def test_transfer_refuses_images_of_another_size() -> None:
+    def image_model(shape: tuple[int, ...]) -> Dreamer:
+        return Dreamer("CnnPolicy", ImageEnv(shape, np.uint8), seed=0, **tiny(buffer_size=100))
+
+    source = image_model((16, 16, 4))
+    fractional_transfer(source, image_model((16, 16, 2)))  # fewer channels: cut
+    with pytest.raises(UsageError, match="image 'obs' is"):
+        fractional_transfer(source, image_model((8, 8, 4)))
+    with pytest.raises(UsageError, match="image 'obs' is"):  # the posterior reads the image embedding
+        modular_transfer(source, image_model((8, 8, 4)), copy_modules=["rssm"])
+    modular_transfer(source, image_model((8, 8, 4)), copy_modules=["actor", "critic"])  # model-state inputs only
+
+
+def test_transfer_refuses_dict_vectors_that_cannot_be_cut() -> None:
+    def dict_model(a: int, b: int) -> Dreamer:
+        space = spaces.Dict({"a": spaces.Box(-1, 1, (a,)), "b": spaces.Box(-1, 1, (b,))})
+
+        class DictEnv(RecordingEnv):
+            def __init__(self) -> None:
+                super().__init__(1, 1)
+                self.observation_space = space
+
+            def reset(self, **kwargs: object) -> tuple[dict, dict]:
+                super().reset()
+                return space.sample(), {}
+
+        return Dreamer("MultiInputPolicy", DictEnv(), seed=0, **tiny())
+
+    with pytest.raises(UsageError, match="vector parts of the Dict"):
+        fractional_transfer(dict_model(4, 3), dict_model(2, 3))
+    fractional_transfer(dict_model(4, 3), dict_model(4, 3))
+
+
 def test_modular_transfer_leaves_excluded_modules_at_init(source: Dreamer) -> None:
     target = fresh_target()
     init = {k: v.clone() for k, v in target.get_parameters()["policy"].items()}

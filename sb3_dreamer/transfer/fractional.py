@@ -92,6 +92,20 @@ def check_compatible(source: DreamerPolicy, target: DreamerPolicy, modules: Sequ
             f"Cannot transfer: source actions are {type(source.action_space).__name__}, target actions "
             f"{type(target.action_space).__name__}"
         )
+    if {"encoder", "decoder", "rssm"} & set(modules):  # channels may be cut; the image size sets the embedding's size
+        for key, spec in target.codec.image_specs.items():
+            source_spec = source.codec.image_specs.get(key)
+            if source_spec is not None and source_spec.chw[1:] != spec.chw[1:]:
+                raise UsageError(
+                    f"Cannot transfer the encoder, decoder or sequence model: image {key!r} is {source_spec.chw[1:]} "
+                    f"(height, width) in the source and {spec.chw[1:]} in the target; resize the target's images"
+                )
+    dims, source_dims = target.codec.vector_dims, source.codec.vector_dims
+    if {"encoder", "decoder"} & set(modules) and max(len(dims), len(source_dims)) > 1 and dims != source_dims:
+        raise UsageError(
+            f"Cannot transfer the encoder/decoder: the vector parts of the Dict observations differ ({source_dims} in "
+            f"the source, {dims} in the target); only a single vector observation can be cut to fewer dimensions"
+        )
     names = [name for name, _ in target.named_parameters() if module_of(name) in modules]
     missing = sorted(set(names) - set(source.state_dict()))
     if missing:
