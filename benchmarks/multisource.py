@@ -11,7 +11,9 @@ Protocol (per seed, Dreamer's default settings everywhere):
    copied in and the encoder frozen, ``META_SOURCE_STEPS`` each.
 3. Target ``sb3_dreamer/PendulumTarget-v0`` (mass 1.5, length 1.3; observation layout of Pendulum-v1), ``TARGET_STEPS``
    each: ``scratch`` (the control), ``fractional0.2``, ``fractional0.5``, ``modular`` (world model transferred, actor
-   and critic from scratch) and ``meta`` (frozen UFS encoder and decoder, the two sources' reward heads).
+   and critic from scratch), ``meta`` (frozen UFS encoder and decoder, the two sources' reward heads) and ``ufs``, the
+   control of ``meta`` without the source reward heads (frozen UFS encoder and decoder, a plain reward head: what the
+   paper's released code runs as meta-model transfer).
 
 The target's true reward is the task reward; every method uses it (this is not reward-free transfer). Metrics per run:
 final evaluation return and area under the learning curve (the mean of the evaluations), with the source env steps
@@ -40,7 +42,7 @@ SOURCES = ["Pendulum-v1", "pybullet_envs_gymnasium:ReacherBulletEnv-v0"]
 TARGET = "sb3_dreamer/PendulumTarget-v0"
 SOURCE_STEPS, META_SOURCE_STEPS, TARGET_STEPS = 20_000, 5_000, 10_000
 QUICK_STEPS = (1_500, 1_200, 1_200)
-METHODS = ("scratch", "fractional0.2", "fractional0.5", "modular", "meta")
+METHODS = ("scratch", "fractional0.2", "fractional0.5", "modular", "meta", "ufs")
 EVAL_SEED = 1000  # the evaluation env's seed is EVAL_SEED + seed, as in benchmarks/common.py
 
 
@@ -101,7 +103,7 @@ def run_one(name: str, out: Path, eval_freq: int, eval_episodes: int, checkpoint
     else:
         method = kind.split("-", 1)[1]
         steps, eval_env, make_env = target_steps, Monitor(gym.make(TARGET)), lambda: Monitor(gym.make(TARGET))
-        policy_kwargs = meta_model_policy_kwargs(len(SOURCES)) if method == "meta" else {}
+        policy_kwargs = {"meta": meta_model_policy_kwargs(len(SOURCES)), "ufs": meta_model_policy_kwargs(0)}.get(method, {})
     evaluate = EvalCurve(eval_env, eval_freq, eval_episodes, name, seed=EVAL_SEED + seed)
     checkpoint = ResumableRun(out / "checkpoints" / name, checkpoint_freq, evaluate)
     model = checkpoint.restore(lambda path: Dreamer.load(path, env=make_env(), seed=seed))
@@ -109,7 +111,7 @@ def run_one(name: str, out: Path, eval_freq: int, eval_episodes: int, checkpoint
     if model is None:
         model = Dreamer("MlpPolicy", make_env(), seed=seed, verbose=0, policy_kwargs=policy_kwargs or None)
         source = final / f"multitask_{seed}.zip"
-        if kind.startswith("metasource-"):
+        if kind.startswith("metasource-") or kind == "target-ufs":
             modular_transfer(source, model, copy_modules=["encoder", "decoder"])
         elif kind.startswith("target-fractional"):
             fractional_transfer(source, model, fraction=float(kind.removeprefix("target-fractional")))

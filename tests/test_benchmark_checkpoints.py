@@ -157,7 +157,8 @@ def test_multisource_schedule_runs_dependencies_first_and_skips_after_failures()
     multisource = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(multisource)
     jobs = multisource.jobs_of(0)
-    assert jobs["target-scratch_0"] == [] and jobs["target-meta_0"][0] == "multitask_0" and len(jobs["target-meta_0"]) == 3
+    assert jobs["target-scratch_0"] == [] and jobs["target-ufs_0"] == ["multitask_0"]
+    assert jobs["target-meta_0"][0] == "multitask_0" and len(jobs["target-meta_0"]) == 3
     order: list[str] = []
 
     def launch(name: str) -> int:
