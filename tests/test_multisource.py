@@ -177,6 +177,12 @@ def test_transfer_refuses_unknown_modules_and_missing_files(source: Dreamer, tmp
         modular_transfer(source, fresh_target(), reinit=["actor"], copy_modules=["actor"])
     with pytest.raises(UsageError, match="does not exist"):
         fractional_transfer(tmp_path / "nothing.zip", fresh_target())
+    broken = fresh_target()
+    with th.no_grad():
+        broken.policy.rssm.gru.weight[0, 0] = float("nan")
+    with pytest.raises(UsageError, match=r"rssm\.gru\.weight holds NaN"):
+        fractional_transfer(broken, fresh_target())
+    modular_transfer(broken, fresh_target(), reinit=["rssm"])  # the broken tensor is not transferred
 
 
 def test_transfer_refuses_images_of_another_size() -> None:

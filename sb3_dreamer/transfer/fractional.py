@@ -164,6 +164,9 @@ def modular_transfer(
     src_policy, tgt_policy = source_model.policy, target.policy
     check_compatible(src_policy, tgt_policy, [name for name in MODULES if name not in reinit])
     src_state = {k: v.detach().to("cpu") for k, v in src_policy.state_dict().items()}
+    for name, _ in tgt_policy.named_parameters():
+        if module_of(name) not in (None, *reinit) and not th.isfinite(src_state[name]).all():
+            raise UsageError(f"Cannot transfer: the source's {name} holds NaN or infinite values (a diverged model?)")
     fractional = (output_prefix(tgt_policy, "reward_head"), output_prefix(tgt_policy, "critic"))
     fresh = output_prefix(tgt_policy, "actor")
     stoch_dim = tgt_policy.rssm.stoch_dim
