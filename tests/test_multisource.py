@@ -288,6 +288,10 @@ def test_meta_model_reward_head_reads_the_source_predictions(source: Dreamer, tm
     assert loaded.policy.reward_sources == 2 and not loaded.policy.reward_head.sources[0][0].weight.requires_grad
     with pytest.raises(UsageError, match="2 source reward heads but 1"):
         meta_model_transfer(source, sources[:1], target)
+    with th.no_grad():
+        sources[1].policy.reward_head[3].bias[0] = float("inf")
+    with pytest.raises(UsageError, match="Reward source 1's reward head holds NaN or infinite"):
+        meta_model_transfer(source, sources, target)
 
 
 # The gymnasium multi-task env and the rl-zoo route -------------------------------------------------------------------

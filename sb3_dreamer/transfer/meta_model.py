@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch as th
+
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer import Dreamer
 from sb3_dreamer.dreamer.heads import TwoHotHead
@@ -71,5 +73,8 @@ def meta_model_transfer(
         if not isinstance(model.policy.reward_head, TwoHotHead):
             raise UsageError(f"Reward source {index} has a meta-model reward head; a source needs a plain reward head")
         check_sizes(model.policy, policy)
-        policy.reward_head.sources[index].load_state_dict(model.policy.reward_head.state_dict())
+        head = model.policy.reward_head.state_dict()
+        if not all(th.isfinite(value).all() for value in head.values()):
+            raise UsageError(f"Reward source {index}'s reward head holds NaN or infinite values (a diverged model?)")
+        policy.reward_head.sources[index].load_state_dict(head)
     return target
