@@ -66,7 +66,7 @@ class PadAction(gym.ActionWrapper):
 
 
 class PadObservation(gym.ObservationWrapper):
-    """Zero-pad flat vector observations to ``shape``; resize images (nearest) and zero-pad their channels.
+    """Zero-pad flat vector observations to ``space``; resize images (nearest) and zero-pad their channels.
 
     :param env: env with a Box observation space (vector or image)
     :param space: the common observation space to map to
@@ -75,10 +75,8 @@ class PadObservation(gym.ObservationWrapper):
     def __init__(self, env: gym.Env, space: spaces.Box) -> None:
         super().__init__(env)
         self.observation_space = space
-        own = env.observation_space
         self.image = len(space.shape) == 3
         self.channels_first = self.image and is_image_space_channels_first(space)
-        self.own_shape = own.shape
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """Map one observation of the env to the common space."""
