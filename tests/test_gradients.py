@@ -6,6 +6,7 @@ import pytest
 import torch as th
 
 import sb3_dreamer.dreamer.dreamer as dreamer_module
+import sb3_dreamer.dreamer.update as update_module
 from sb3_dreamer import Dreamer
 from sb3_dreamer.dreamer.world_model import RSSM, bound_action
 from tests.conftest import tiny
@@ -74,7 +75,8 @@ def test_actor_and_critic_losses_reach_only_their_own_parameters(settings: dict,
         checked.append(owner)
         return norm
 
-    monkeypatch.setattr(dreamer_module, "optimizer_step", checking_step)
+    monkeypatch.setattr(dreamer_module, "optimizer_step", checking_step)  # actor and critic steps
+    monkeypatch.setattr(update_module, "optimizer_step", checking_step)  # the world model's (update.world_model_step)
     model.learning_starts = 0
     model.train(1, model.batch_size)
     assert checked == ["world model", "actor", "critic"]

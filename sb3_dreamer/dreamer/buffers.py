@@ -124,6 +124,46 @@ class SequenceReplayBuffer(BaseBuffer):
             terminal = bool(done[env]) and not infos[env].get("TimeLimit.truncated", False)
             self._write(env, {key: next_dict[key][env] for key in self.obs_keys}, action[env], reward[env], False, terminal)
 
+    def extend(
+        self,
+        obs: dict[str, np.ndarray],
+        prev_actions: np.ndarray,
+        rewards: np.ndarray,
+        is_first: np.ndarray,
+        is_terminal: np.ndarray,
+        env: int = 0,
+    ) -> None:
+        """Append rows already in the replay format (an episode of an offline dataset) to stream ``env``.
+
+        Only the last ``capacity`` rows are kept if more are given (FIFO, as for single steps).
+
+        :param obs: observation arrays (L, ...) per key (``"obs"`` for a Box space)
+        :param prev_actions: actions a_{t-1} in the model's representation (L, action_dim)
+        :param rewards: rewards r_t (L,)
+        :param is_first: is_first flags (L,)
+        :param is_terminal: is_terminal flags (L,)
+        :param env: the stream to append to
+        """
+        rows = len(rewards)
+        arrays = {**{f"observation {key!r}": obs[key] for key in self.obs_keys}, "prev_actions": prev_actions}
+        arrays.update(is_first=is_first, is_terminal=is_terminal)
+        for name, array in arrays.items():
+            if len(array) != rows:
+                raise ValueError(f"extend: {name} has {len(array)} rows, rewards {rows}")
+        _check_finite("reward", rewards)
+        chunk = slice(max(rows - self.capacity, 0), rows)
+        n = chunk.stop - chunk.start
+        index = (self.stream_pos[env] + np.arange(n)) % self.capacity
+        for key in self.obs_keys:
+            self.observations[key][env, index] = obs[key][chunk]
+        self.prev_actions[env, index] = np.asarray(prev_actions[chunk], np.float32).reshape(n, self.action_dim)
+        self.rewards[env, index] = rewards[chunk]
+        self.is_first[env, index] = is_first[chunk]
+        self.is_terminal[env, index] = is_terminal[chunk]
+        if self.stream_pos[env] + n >= self.capacity:
+            self.stream_full[env] = True
+        self.stream_pos[env] = (self.stream_pos[env] + n) % self.capacity
+
     def can_sample(self, batch_length: int) -> bool:
         """Whether at least one stream holds a window of ``batch_length`` rows."""
         return bool(np.any(self._num_windows(batch_length) > 0))

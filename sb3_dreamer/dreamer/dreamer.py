@@ -38,7 +38,7 @@ from sb3_dreamer.common.timing import PhaseTimer
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
 from sb3_dreamer.dreamer.type_aliases import AgentState
-from sb3_dreamer.dreamer.update import behavior_losses, flatten_time, open_loop_strips, optimizer_step
+from sb3_dreamer.dreamer.update import behavior_losses, open_loop_strips, optimizer_step, world_model_step
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
@@ -110,6 +110,8 @@ class Dreamer(OffPolicyAlgorithm):
         sequences, with real rewards and terminal flags, bootstrapped from imagined returns (DreamerV3 code since 2024,
         ``repval``, weight 0.3; 0: off)
     :param real_data_ratio: hybrid model-free fallback: weight of actor-critic losses on replayed real sequences (0: off)
+    :param world_model_warmup: the model's first updates that train only the world model (actor and critic start
+        after them; fine-tuning a pretrained world model, ``train_finetune.py`` of github.com/JonaSchulz/pydreamer)
     :param mixed_precision: run the update's forward passes under ``torch.autocast`` in bfloat16 on ``device``
         (parameters, optimiser state and gradients stay float32; acting stays float32). Meant for GPUs with bfloat16
         support; on a CPU without bfloat16 matrix units it is slower (see benchmarks/README.md)
@@ -165,6 +167,7 @@ class Dreamer(OffPolicyAlgorithm):
         critic_grad_clip: float = 100.0,
         replay_value_scale: float = 0.0,
         real_data_ratio: float = 0.0,
+        world_model_warmup: int = 0,
         mixed_precision: bool = False,
         log_image_interval: int = 1000,
         action_noise: ActionNoise | None = None,
@@ -209,6 +212,8 @@ class Dreamer(OffPolicyAlgorithm):
             raise ValueError(f"replay_value_scale must be >= 0, got {replay_value_scale}")
         if not 0.0 <= real_data_ratio <= 1.0:
             raise ValueError(f"real_data_ratio must lie in [0, 1], got {real_data_ratio}")
+        if world_model_warmup < 0:
+            raise ValueError(f"world_model_warmup must be >= 0, got {world_model_warmup}")
         if batch_length < 2 or batch_size < 1 or imagination_horizon < 1:
             raise ValueError("batch_length must be >= 2, batch_size >= 1 and imagination_horizon >= 1")
         self.actor_learning_rate = actor_learning_rate
@@ -231,6 +236,7 @@ class Dreamer(OffPolicyAlgorithm):
         self.critic_grad_clip = critic_grad_clip
         self.replay_value_scale = replay_value_scale
         self.real_data_ratio = real_data_ratio
+        self.world_model_warmup = int(world_model_warmup)
         self.mixed_precision = mixed_precision
         self.log_image_interval = log_image_interval
         self._replay_credit = 0.0
@@ -439,51 +445,30 @@ class Dreamer(OffPolicyAlgorithm):
             # 1. Replay: B sequences of T steps, row t = (x_t, a_{t-1}, r_t, is_first_t, is_terminal_t).
             data = self.replay_buffer.sample(batch_size, self.batch_length)
             timer.lap("replay")
-            B, T = data.rewards.shape
-            flat_obs = flatten_time(data.observations)
-
-            with self._autocast():
-                # 2. World model (Eq. 5): prediction losses + KL balancing with free bits.
-                embed = policy.codec.encode(flat_obs).view(B, T, -1)
-                post, post_lp, prior_lp = policy.rssm.observe(embed, data.prev_actions, data.is_first)
-                feat = th.cat(post, dim=-1)  # (B, T, F)
-                dyn, rep = policy.rssm.kl_loss(post_lp, prior_lp, self.free_nats)
-                losses = {
-                    "rec": policy.codec.reconstruction_loss(feat.flatten(0, 1), flat_obs).view(B, T),
-                    "rew": policy.reward_head.loss(feat, data.rewards),
-                    "cont": policy.continue_head.loss(feat, ~data.is_terminal),
-                    "dyn": dyn,
-                    "rep": rep,
-                }
-                assert losses.keys() == self.loss_scales.keys(), (losses.keys(), self.loss_scales.keys())
-                world_model_loss = sum(self.loss_scales[key] * loss.mean() for key, loss in losses.items())
-            if not th.isfinite(world_model_loss):
-                raise ValueError(f"Dreamer: non-finite world-model loss after {self._n_updates} updates; lower learning_rate")
-            wm_norm = optimizer_step(policy.world_model_optimizer, world_model_loss, self.world_model_grad_clip)
+            # 2. World model (Eq. 5): prediction losses + KL balancing with free bits.
+            post, feat, world_model = world_model_step(self, data)
             timer.lap("world_model")
 
-            with self._autocast():
-                # 3.-6. Imagination, lambda-returns, actor and critic losses (update.behavior_losses).
-                actor_loss, critic_loss, behavior = behavior_losses(self, post, feat, data, dynamics_grad, timer)
-            timer.lap("losses")
-            actor_norm = optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
-            timer.lap("actor")
-            critic_norm = optimizer_step(policy.critic_optimizer, critic_loss, self.critic_grad_clip)
+            step_metrics = dict(world_model)
+            if self._n_updates >= self.world_model_warmup:  # the first world_model_warmup updates train the model only
+                with self._autocast():
+                    # 3.-6. Imagination, lambda-returns, actor and critic losses (update.behavior_losses).
+                    actor_loss, critic_loss, behavior = behavior_losses(self, post, feat, data, dynamics_grad, timer)
+                timer.lap("losses")
+                actor_norm = optimizer_step(policy.actor_optimizer, actor_loss, self.actor_grad_clip)
+                timer.lap("actor")
+                critic_norm = optimizer_step(policy.critic_optimizer, critic_loss, self.critic_grad_clip)
 
-            # 7. Slow critic: EMA of the critic's weights.
-            polyak_update(policy.critic.parameters(), policy.slow_critic.parameters(), self.slow_critic_update)
-            timer.lap("critic")
-
-            step_metrics = {f"{key}_loss": loss.mean().item() for key, loss in losses.items()}
-            step_metrics.update(
-                world_model_loss=world_model_loss.item(),
-                actor_loss=actor_loss.item(),
-                critic_loss=critic_loss.item(),
-                **behavior,
-                world_model_grad_norm=wm_norm,
-                actor_grad_norm=actor_norm,
-                critic_grad_norm=critic_norm,
-            )
+                # 7. Slow critic: EMA of the critic's weights.
+                polyak_update(policy.critic.parameters(), policy.slow_critic.parameters(), self.slow_critic_update)
+                timer.lap("critic")
+                step_metrics.update(
+                    actor_loss=actor_loss.item(),
+                    critic_loss=critic_loss.item(),
+                    **behavior,
+                    actor_grad_norm=actor_norm,
+                    critic_grad_norm=critic_norm,
+                )
             for key, number in step_metrics.items():
                 metrics.setdefault(key, []).append(number)
             self._n_updates += 1

@@ -125,6 +125,25 @@ def action_dim(action_space: spaces.Space) -> int:
     return sum(categorical_sizes(action_space))
 
 
+def to_model_action(action_space: spaces.Space, env_action: np.ndarray) -> np.ndarray:
+    """Map environment actions (N, ...) to the model's representation (N, A): Box actions scaled to [-1, 1] from the
+    space's bounds, (Multi)Discrete ones one-hot per dimension.
+
+    :raises ValueError: for a discrete action outside the space
+    """
+    env_action = np.asarray(env_action)
+    n = env_action.shape[0]
+    if isinstance(action_space, spaces.Box):
+        low, high = action_space.low, action_space.high
+        return (2.0 * ((env_action - low) / (high - low)) - 1.0).reshape(n, -1).astype(np.float32)
+    sizes = categorical_sizes(action_space)
+    indices = env_action.reshape(n, len(sizes)).astype(np.int64) - categorical_starts(action_space)
+    if np.any(indices < 0) or np.any(indices >= np.asarray(sizes)):
+        raise ValueError(f"Action {env_action.tolist()} is outside the action space {action_space}")
+    onehots = [np.eye(size, dtype=np.float32)[indices[:, i]] for i, size in enumerate(sizes)]
+    return np.concatenate(onehots, axis=-1)
+
+
 #: State-dict keys of models saved before the heads module (0.x): old name -> new name, or None to drop.
 _OLD_KEYS: dict[str, str | None] = {
     "bins": None,  # derived from num_bins, now a non-persistent buffer of each two-hot head
@@ -199,11 +218,6 @@ class DreamerPolicy(BasePolicy):
         frozen_modules: list[str] | tuple[str, ...] = (),
         reward_sources: int = 0,
     ) -> None:
-        unknown = sorted(set(frozen_modules) - set(FREEZABLE_MODULES))
-        if unknown:
-            raise ValueError(f"frozen_modules: unknown or not freezable {unknown}; choose from {list(FREEZABLE_MODULES)}")
-        if len(set(frozen_modules)) == len(FREEZABLE_MODULES):
-            raise ValueError("frozen_modules: freezing the whole world model leaves it nothing to train")
         if reward_sources < 0:
             raise ValueError(f"reward_sources must be >= 0, got {reward_sources}")
         self.frozen_modules, self.reward_sources = tuple(frozen_modules), int(reward_sources)
@@ -269,19 +283,35 @@ class DreamerPolicy(BasePolicy):
         self.register_load_state_dict_pre_hook(_rename_old_keys)
 
         opt_kwargs = dict(self.optimizer_kwargs)
-        for name, param in self.named_parameters():
-            if module_of(name) in self.frozen_modules:
-                param.requires_grad_(False)
-        world_model_modules = (self.codec, self.rssm, self.reward_head, self.continue_head)
-        world_model_params = [p for module in world_model_modules for p in module.parameters() if p.requires_grad]
-        self.world_model_optimizer = self.optimizer_class(
-            world_model_params, lr=self.lr_schedule(1), **{"eps": 1e-8, **opt_kwargs}
-        )
+        self.freeze(self.frozen_modules)
         self.actor_optimizer = self.optimizer_class(
             self.actor.parameters(), lr=self.actor_lr_schedule(1), **{"eps": 1e-5, **opt_kwargs}
         )
         self.critic_optimizer = self.optimizer_class(
             self.critic.parameters(), lr=self.critic_lr_schedule(1), **{"eps": 1e-5, **opt_kwargs}
+        )
+
+    def freeze(self, modules: list[str] | tuple[str, ...]) -> None:
+        """Freeze exactly ``modules`` of the world model (names of :data:`FREEZABLE_MODULES`; the others train) and
+        build a fresh world-model optimiser over the parameters that train. Saved with the model.
+
+        :param modules: the world-model modules that never train: no ``requires_grad``, in no optimiser
+        """
+        unknown = sorted(set(modules) - set(FREEZABLE_MODULES))
+        if unknown:
+            raise ValueError(f"frozen_modules: unknown or not freezable {unknown}; choose from {list(FREEZABLE_MODULES)}")
+        if len(set(modules)) == len(FREEZABLE_MODULES):
+            raise ValueError("frozen_modules: freezing the whole world model leaves it nothing to train")
+        self.frozen_modules = tuple(modules)
+        source_heads = getattr(self.reward_head, "sources", nn.ModuleList())  # a meta-model's source heads never train
+        always_frozen = {id(param) for param in source_heads.parameters()}
+        for name, param in self.named_parameters():
+            if module_of(name) in FREEZABLE_MODULES and id(param) not in always_frozen:
+                param.requires_grad_(module_of(name) not in self.frozen_modules)
+        world_model_modules = (self.codec, self.rssm, self.reward_head, self.continue_head)
+        world_model_params = [p for module in world_model_modules for p in module.parameters() if p.requires_grad]
+        self.world_model_optimizer = self.optimizer_class(
+            world_model_params, lr=self.lr_schedule(1), **{"eps": 1e-8, **self.optimizer_kwargs}
         )
         # SB3 expects ``policy.optimizer`` (e.g. its DQN compatibility path on load); the world model is the main one.
         self.optimizer = self.world_model_optimizer
@@ -363,17 +393,8 @@ class DreamerPolicy(BasePolicy):
         return indices.astype(self.action_space.dtype)
 
     def to_model_action(self, env_action: np.ndarray) -> np.ndarray:
-        """Map environment actions (N, ...) to the model's representation (N, A): scaled Box, one-hot (Multi)Discrete."""
-        env_action = np.asarray(env_action)
-        n = env_action.shape[0]
-        if isinstance(self.action_space, spaces.Box):
-            return self.scale_action(env_action).reshape(n, -1).astype(np.float32)
-        sizes = categorical_sizes(self.action_space)
-        indices = env_action.reshape(n, len(sizes)).astype(np.int64) - categorical_starts(self.action_space)
-        if np.any(indices < 0) or np.any(indices >= np.asarray(sizes)):
-            raise ValueError(f"Action {env_action.tolist()} is outside the action space {self.action_space}")
-        onehots = [np.eye(size, dtype=np.float32)[indices[:, i]] for i, size in enumerate(sizes)]
-        return np.concatenate(onehots, axis=-1)
+        """Map environment actions (N, ...) to the model's representation (N, A) (:func:`to_model_action`)."""
+        return to_model_action(self.action_space, env_action)
 
     def act(
         self, obs: PyTorchObs, state: AgentState, episode_start: np.ndarray, deterministic: bool

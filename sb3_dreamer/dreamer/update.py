@@ -114,6 +114,44 @@ def optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor, max_norm: flo
     return float(norm)
 
 
+def world_model_step(algo: Dreamer, data: SequenceSamples) -> tuple[RSSMState, th.Tensor, dict[str, float]]:
+    """One world-model update on a replayed batch (DreamerV3, Eq. 5): prediction losses and KL balancing with free bits.
+
+    L = sum_t [ L_rec + L_rew + L_cont + beta_dyn * max(1, KL[sg(q) || p]) + beta_rep * max(1, KL[q || sg(p)]) ],
+    weighted by ``algo.loss_scales``; one optimiser step with the world model's gradient clip. Dreamer's ``train`` and
+    :func:`sb3_dreamer.transfer.pretrain_world_model` both run it.
+
+    :param algo: the Dreamer whose world model learns (its loss scales, free bits, clip and autocast apply)
+    :param data: a replayed batch (B, T, ...)
+    :return: posterior states (B, T, ...), the same as features (B, T, F), and the numbers to log (each loss term,
+        the total and the gradient norm)
+    :raises ValueError: if the loss is not finite (nothing is stepped then)
+    """
+    policy = algo.policy
+    B, T = data.rewards.shape
+    flat_obs = flatten_time(data.observations)
+    with algo._autocast():
+        embed = policy.codec.encode(flat_obs).view(B, T, -1)
+        post, post_lp, prior_lp = policy.rssm.observe(embed, data.prev_actions, data.is_first)
+        feat = th.cat(post, dim=-1)  # (B, T, F)
+        dyn, rep = policy.rssm.kl_loss(post_lp, prior_lp, algo.free_nats)
+        losses = {
+            "rec": policy.codec.reconstruction_loss(feat.flatten(0, 1), flat_obs).view(B, T),
+            "rew": policy.reward_head.loss(feat, data.rewards),
+            "cont": policy.continue_head.loss(feat, ~data.is_terminal),
+            "dyn": dyn,
+            "rep": rep,
+        }
+        assert losses.keys() == algo.loss_scales.keys(), (losses.keys(), algo.loss_scales.keys())
+        loss = sum(algo.loss_scales[key] * term.mean() for key, term in losses.items())
+    if not th.isfinite(loss):
+        raise ValueError(f"Dreamer: non-finite world-model loss after {algo._n_updates} updates; lower learning_rate")
+    norm = optimizer_step(policy.world_model_optimizer, loss, algo.world_model_grad_clip)
+    metrics = {f"{key}_loss": term.mean().item() for key, term in losses.items()}
+    metrics.update(world_model_loss=loss.item(), world_model_grad_norm=norm)
+    return post, feat, metrics
+
+
 @contextlib.contextmanager
 def imagination_context(policy: DreamerPolicy, dynamics_grad: bool) -> Iterator[None]:
     """No gradients at all for likelihood-ratio actors; otherwise gradients reach the actions, not the world model.
