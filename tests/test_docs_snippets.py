@@ -20,6 +20,10 @@ SMALL_COUNTS = (
     (r"n_eval_episodes=(?P<n>[\d_]+)", 1),
     (r"n_episodes=(?P<n>[\d_]+)", 2),
     (r"\brange\((?P<n>[\d_]+)\)", 50),
+    (r"\bsteps=(?P<n>[\d_]+)", 100),  # record_episodes
+    (r"\bupdates=(?P<n>[\d_]+)", 2),  # pretrain_world_model
+    (r"\bsteps_per_iteration=(?P<n>[\d_]+)", 64),  # reward_compensation_loop
+    (r"\biterations=(?P<n>[\d_]+)", 2),
 )
 
 
