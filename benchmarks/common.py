@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,29 @@ def commit_of(checkout: Path) -> str:
     """``git describe --always --dirty`` of another checkout (A/B timings), ``"unknown"`` outside git."""
     result = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"], capture_output=True, text=True)
     return result.stdout.strip() or "unknown"
+
+
+def schedule(jobs: dict[str, list[str]], done: set[str], launch: Callable[[str], int], n_jobs: int) -> list[int]:
+    """Run ``launch(name)`` for every job not in ``done``, at most ``n_jobs`` at once, each after its dependencies."""
+    codes, running, failed = [], {}, set()
+    pending = [name for name in jobs if name not in done]
+    with ThreadPoolExecutor(n_jobs) as pool:
+        while pending or running:
+            ready = [n for n in pending if all(d in done for d in jobs[n])]
+            blocked = [n for n in pending if any(d in failed for d in jobs[n])]
+            for name in blocked:
+                pending.remove(name)
+                failed.add(name)
+                print(f"{name}: skipped, a run it depends on failed", flush=True)
+            for name in ready[: n_jobs - len(running)]:
+                pending.remove(name)
+                running[pool.submit(launch, name)] = name
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                code = future.result()
+                codes.append(code)
+                (done if code == 0 else failed).add(name)
+    return codes

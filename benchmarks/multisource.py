@@ -32,8 +32,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -175,32 +173,6 @@ def summarise(out: Path, quick: bool) -> str:
     return table
 
 
-def schedule(jobs: dict[str, list[str]], done: set[str], launch: Callable[[str], int], n_jobs: int) -> list[int]:
-    """Run ``launch(name)`` for every job not in ``done``, at most ``n_jobs`` at once, each after its dependencies."""
-    codes, running, failed = [], {}, set()
-    pending = [name for name in jobs if name not in done]
-    with ThreadPoolExecutor(n_jobs) as pool:
-        while pending or running:
-            ready = [n for n in pending if all(d in done for d in jobs[n])]
-            blocked = [n for n in pending if any(d in failed for d in jobs[n])]
-            for name in blocked:
-                pending.remove(name)
-                failed.add(name)
-                print(f"{name}: skipped, a run it depends on failed", flush=True)
-            for name in ready[: n_jobs - len(running)]:
-                pending.remove(name)
-                running[pool.submit(launch, name)] = name
-            if not running:
-                break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                name = running.pop(future)
-                code = future.result()
-                codes.append(code)
-                (done if code == 0 else failed).add(name)
-    return codes
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -219,6 +191,8 @@ def main() -> None:
         run_one(args.single, out, args.eval_freq, args.eval_episodes, args.checkpoint_freq, args.quick)
         return
     if not args.summarise_only:
+        from common import schedule
+
         jobs = {name: deps for seed in args.seeds for name, deps in jobs_of(seed).items()}
         done = {name for name in jobs if (out / f"{name}.json").exists()}
         print(f"{len(jobs) - len(done)} runs to do: {[n for n in jobs if n not in done]}", flush=True)
