@@ -331,6 +331,21 @@ def test_transfer_callback_transfers_before_the_first_step(source: Dreamer, tmp_
         TransferCallback("fractionnal", "x.zip")
     with pytest.raises(UsageError, match="needs the reward_sources"):
         TransferCallback("meta_model", "x.zip")
+    with pytest.raises(UsageError, match="belong to method 'world_model'"):
+        TransferCallback("modular", "x.zip", freeze=["rssm"])
+
+
+def test_transfer_callback_loads_a_pretrained_world_model(source: Dreamer, tmp_path: Path) -> None:
+    from sb3_dreamer.transfer import TransferCallback
+
+    source.save(tmp_path / "pretrained")
+    target = fresh_target()  # the source's padded layout: 4 observations, 3 actions
+    init = target.get_parameters()["policy"]["actor.3.weight"].clone()
+    callback = TransferCallback("world_model", str(tmp_path / "pretrained.zip"), freeze=["rssm"], verbose=0)
+    target.learn(8, callback=callback)  # no update yet
+    after, src = target.get_parameters()["policy"], source.get_parameters()["policy"]
+    assert th.equal(after["rssm.gru.weight"], src["rssm.gru.weight"]) and th.equal(after["actor.3.weight"], init)
+    assert target.policy.frozen_modules == ("rssm",)
 
 
 TRANSFER_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "zoo_configs").glob("transfer_*.yml"))
@@ -348,9 +363,13 @@ def test_transfer_configs_build_their_callbacks(config: Path) -> None:
     entries = yaml.safe_load(config.read_text())
     assert TRANSFER_CONFIGS and entries
     for name, entry in entries.items():
-        assert set(entry) <= {"n_timesteps", "policy", "policy_kwargs", "callback"}, (config.name, name)
+        assert set(entry) <= {"n_timesteps", "policy", "policy_kwargs", "callback", "env_wrapper"}, (config.name, name)
         (callback,) = get_callback_list({"callback": entry["callback"]})
-        assert isinstance(callback, TransferCallback) and callback.source.endswith("sb3_dreamer-MultiTask-v0.zip")
+        assert isinstance(callback, TransferCallback)
+        if callback.method == "world_model":  # fine-tuning a pretrained world model in the dataset's layout
+            assert entry["env_wrapper"] == "sb3_dreamer.transfer.MinAtarCategorical" and callback.source.endswith(".zip")
+            continue
+        assert callback.source.endswith("sb3_dreamer-MultiTask-v0.zip")
         if callback.method == "meta_model":
             kwargs = eval(entry["policy_kwargs"])  # the zoo evaluates this string the same way
             assert kwargs["reward_sources"] == len(callback.reward_sources)
