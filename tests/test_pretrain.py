@@ -23,7 +23,7 @@ from sb3_dreamer.transfer import (
     pretrain_world_model,
     record_episodes,
 )
-from tests.conftest import TerminatingEnv, tiny
+from tests.conftest import ImageEnv, TerminatingEnv, tiny
 
 WORLD_MODEL = ("encoder", "decoder", "rssm", "reward_head", "continue_head")
 
@@ -200,3 +200,14 @@ def test_load_world_model_refuses_incompatible_inputs() -> None:
     load_world_model(target, wider)  # same layout and action width: accepted
     with pytest.raises(UsageError, match="does not exist"):
         load_world_model(target, "no/such/model.zip")
+
+
+def test_sb3_cnn_agents_record_their_images_as_uint8(tmp_path: Path) -> None:
+    """SB3 image policies see channel-first images; the dataset keeps the env's own (H, W, C) uint8 frames."""
+    env = gym.wrappers.TimeLimit(ImageEnv(shape=(36, 36, 3)), 30)
+    agent = DQN("CnnPolicy", env, buffer_size=100, learning_starts=10**6, seed=0)
+    assert agent.observation_space.shape == (3, 36, 36)
+    dataset = OfflineDataset.create(tmp_path / "img", env.observation_space, env.action_space)
+    assert record_episodes(agent, env, 15, dataset, seed=0) == 20  # one whole episode (ImageEnv truncates at 20)
+    frames = next(dataset.iter_episodes())["obs/obs"]
+    assert frames.shape == (21, 36, 36, 3) and frames.dtype == np.uint8

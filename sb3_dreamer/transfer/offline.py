@@ -248,8 +248,10 @@ def record_episodes(
     agents = list(agents) if isinstance(agents, (list, tuple)) else [agents]
     if not agents:
         raise UsageError("record_episodes needs at least one agent")
+    shape = env.observation_space.shape
+    transposed = (shape[-1], *shape[:-1]) if len(shape) == 3 else shape  # SB3 image policies see channel-first images
     for index, agent in enumerate(agents):
-        if agent.observation_space.shape != env.observation_space.shape or agent.action_space != env.action_space:
+        if agent.observation_space.shape not in (shape, transposed) or agent.action_space != env.action_space:
             raise UsageError(
                 f"Agent {index} was trained on {agent.observation_space} / {agent.action_space}, the env has "
                 f"{env.observation_space} / {env.action_space}"
