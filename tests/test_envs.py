@@ -9,19 +9,36 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 import sb3_dreamer.envs
-from sb3_dreamer.envs import ENV_SPECS, ActionRepeat, RewardFree, register_envs
+from sb3_dreamer.envs import ENV_SPECS, REPEAT_SPECS, ActionRepeat, RewardFree, make_repeat_env, register_envs
 
 CLASSIC = ["PendulumSource-v0", "PendulumTarget-v0", "CartPoleSource-v0", "CartPoleTarget-v0"]
 BULLET = ["HopperSource-v0", "HopperTarget-v0", "HalfCheetahSource-v0", "HalfCheetahTarget-v0"]
+# Time-warp pairs: <Body>Repeat<k>-v0 on <Body>Source-v0, <Body>Repeat2Target-v0 on <Body>Target-v0.
+REPEAT = [f"{body}Repeat{k}-v0" for body in ("Pendulum", "Hopper", "HalfCheetah") for k in ("4", "2", "1", "2Target")]
+
+
+def repeat_and_base(name: str) -> tuple[int, str]:
+    """Action repeat and base name of a time-warp id, from the id itself (not from REPEAT_SPECS)."""
+    body, _, rest = name.partition("Repeat")
+    return int(rest[0]), f"{body}{'Target' if 'Target' in rest else 'Source'}-v0"
 
 
 def test_register_envs_is_idempotent() -> None:
     assert register_envs() == []  # the import already registered everything
     assert register_envs() == []
     assert set(ENV_SPECS) == set(CLASSIC + BULLET)
-    for name in ENV_SPECS:
+    assert REPEAT_SPECS == {name: (repeat_and_base(name)[1], repeat_and_base(name)[0]) for name in REPEAT}
+    for name in [*ENV_SPECS, *REPEAT_SPECS]:
         assert f"sb3_dreamer/{name}" in gym.registry
     assert sb3_dreamer.envs.NAMESPACE == "sb3_dreamer"
+    # a missing id is registered again, the others are left alone
+    spec = gym.registry.pop("sb3_dreamer/HopperRepeat2Target-v0")
+    try:
+        assert register_envs() == ["sb3_dreamer/HopperRepeat2Target-v0"]
+        assert gym.registry["sb3_dreamer/HopperRepeat2Target-v0"].kwargs == spec.kwargs
+        assert register_envs() == []
+    finally:
+        gym.registry["sb3_dreamer/HopperRepeat2Target-v0"] = spec
 
 
 @pytest.mark.parametrize("name", CLASSIC)
@@ -92,6 +109,99 @@ def test_bullet_gap_is_applied_after_every_reset() -> None:
     target.close()
 
 
+@pytest.mark.parametrize("name", REPEAT)
+def test_repeat_pairs_make_step_and_reset(name: str) -> None:
+    repeat, base = repeat_and_base(name)
+    env, base_env = gym.make(f"sb3_dreamer/{name}"), gym.make(f"sb3_dreamer/{base}")
+    assert env.observation_space == base_env.observation_space and env.action_space == base_env.action_space
+    assert env.get_wrapper_attr("repeat") == repeat
+    assert env.spec.id == f"sb3_dreamer/{name}" and env.spec.max_episode_steps == ENV_SPECS[base][2] // repeat
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        assert env.observation_space.contains(obs)
+        obs, reward, terminated, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+        assert isinstance(reward, float) and np.all(np.isfinite(obs))
+        assert info["action_repeat_steps"] == repeat or terminated
+    if name.startswith("Pendulum"):
+        check_env(env)
+    env.close()
+    base_env.close()
+
+
+# HalfCheetah stands still under zero actions until its time limit; Hopper falls (terminated), so it is left out here.
+@pytest.mark.parametrize("name", [name for name in REPEAT if not name.startswith("Hopper")])
+def test_repeat_episode_covers_the_base_time_limit(name: str) -> None:
+    repeat, base = repeat_and_base(name)
+    env = gym.make(f"sb3_dreamer/{name}")
+    env.reset(seed=0)
+    action = np.zeros(env.action_space.shape, np.float32)
+    for step in range(1, ENV_SPECS[base][2] // repeat + 1):
+        _, _, terminated, truncated, info = env.step(action)
+        assert not terminated and truncated == (step == ENV_SPECS[base][2] // repeat)
+        assert info["action_repeat_steps"] == repeat
+    env.close()
+
+
+@pytest.mark.parametrize("name", ["PendulumRepeat4-v0", "PendulumRepeat2Target-v0", "HalfCheetahRepeat2-v0"])
+def test_repeat_step_is_k_base_steps(name: str) -> None:
+    # One agent step = `repeat` steps of the base env from the same state: same observation, rewards summed.
+    repeat, base = repeat_and_base(name)
+    env, base_env = gym.make(f"sb3_dreamer/{name}"), gym.make(f"sb3_dreamer/{base}")
+    obs, _ = env.reset(seed=3)
+    base_obs, _ = base_env.reset(seed=3)
+    np.testing.assert_array_equal(obs, base_obs)
+    env.action_space.seed(0)
+    for _ in range(5):
+        action = env.action_space.sample()
+        obs, reward, *_ = env.step(action)
+        base_steps = [base_env.step(action) for _ in range(repeat)]
+        assert reward == pytest.approx(sum(base_step[1] for base_step in base_steps), rel=1e-12)
+        np.testing.assert_array_equal(obs, base_steps[-1][0])
+    env.close()
+    base_env.close()
+
+
+def test_repeat_target_has_the_target_gap() -> None:
+    pendulum = gym.make("sb3_dreamer/PendulumRepeat2Target-v0").unwrapped
+    target_kwargs = ENV_SPECS["PendulumTarget-v0"][1]
+    assert (pendulum.m, pendulum.l) == (target_kwargs["mass"], target_kwargs["length"]) != (1.0, 1.0)
+    hopper, target = gym.make("sb3_dreamer/HopperRepeat2Target-v0"), gym.make("sb3_dreamer/HopperTarget-v0")
+    gap = {key: hopper.unwrapped.gap_parameters[key] for key in ("mass_scale", "friction_scale")}
+    assert gap == ENV_SPECS["HopperTarget-v0"][1] and gap != {"mass_scale": 1.0, "friction_scale": 1.0}
+    hopper.reset(seed=0)
+    target.reset(seed=0)
+    assert hopper.unwrapped.link_dynamics() == target.unwrapped.link_dynamics()
+    cheetah = gym.make("sb3_dreamer/HalfCheetahRepeat2Target-v0").unwrapped
+    assert {key: cheetah.gap_parameters[key] for key in ("mass_scale", "friction_scale")} == ENV_SPECS["HalfCheetahTarget-v0"][
+        1
+    ]
+    hopper.close()
+    target.close()
+    cheetah.close()
+
+
+def test_repeat_ids_take_base_kwargs_and_repeat() -> None:
+    env = gym.make("sb3_dreamer/PendulumRepeat2Target-v0", repeat=4, mass=2.0)
+    assert env.get_wrapper_attr("repeat") == 4 and env.spec.max_episode_steps == 50
+    assert env.unwrapped.gap_parameters["mass"] == 2.0
+    assert env.unwrapped.gap_parameters["length"] == ENV_SPECS["PendulumTarget-v0"][1]["length"]
+    env.reset(seed=0)
+    lengths = [env.step(env.action_space.sample())[4]["action_repeat_steps"] for _ in range(50)]
+    assert lengths == [4] * 50
+    # a repeat that does not divide the limit: the last agent step is shorter, the physical time is the same
+    env = gym.make("sb3_dreamer/PendulumRepeat1-v0", repeat=3)
+    assert env.spec.max_episode_steps == 67
+    env.reset(seed=0)
+    infos = [env.step(env.action_space.sample()) for _ in range(67)]
+    assert [info[3] for info in infos] == [False] * 66 + [True]
+    assert sum(info[4]["action_repeat_steps"] for info in infos) == 200
+    assert gym.make(env.spec).spec.max_episode_steps == 67  # the spec recreates the env
+    with pytest.raises(ValueError, match="unknown base env"):
+        make_repeat_env("Pendulum-v1", 2)
+    with pytest.raises(ValueError, match="repeat"):
+        gym.make("sb3_dreamer/PendulumRepeat2-v0", repeat=0)
+
+
 class CountingEnv(gym.Env):
     """Reward = step index; terminates at ``horizon``."""
 
@@ -126,6 +236,7 @@ def test_action_repeat_sums_and_stops_at_termination() -> None:
     with pytest.raises(ValueError, match="repeat"):
         ActionRepeat(CountingEnv(), repeat=0)
     check_env(ActionRepeat(gym.make("sb3_dreamer/PendulumTarget-v0"), 2))
+    assert ActionRepeat(gym.make("sb3_dreamer/PendulumSource-v0"), 4).spec.max_episode_steps == 50  # in agent steps
 
 
 def test_reward_free_hides_reward() -> None:

@@ -1,10 +1,14 @@
-"""Idempotent gymnasium registration: the dynamic-gap env pairs and the multi-task env (``sb3_dreamer/...``), and
-MinAtar's games."""
+"""Idempotent gymnasium registration: the dynamic-gap env pairs, the time-warp (action-repeat) pairs and the multi-task
+env (``sb3_dreamer/...``), and MinAtar's games."""
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+
+from sb3_dreamer.envs.wrappers import ActionRepeat
 
 NAMESPACE = "sb3_dreamer"
 
@@ -28,14 +32,58 @@ ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
 }
 
 
+#: Time-warp pairs: id -> (base name in :data:`ENV_SPECS`, action repeat), made by :func:`make_repeat_env`. Telepath's
+#: dynamics gap is temporal (source action repeat 4, target 2; https://github.com/TroddenSpade/Telepath), the 2:1 warp
+#: that DTW aligns. ``...Repeat2Target`` combines it with the physical gap of the base ``...Target-v0`` (its kwargs are
+#: read from :data:`ENV_SPECS`). The base's time limit (in base steps) applies inside the repeat, so every member of a
+#: pair covers the same physical time: base limit / repeat agent steps per episode.
+REPEAT_SPECS: dict[str, tuple[str, int]] = {
+    "PendulumRepeat4-v0": ("PendulumSource-v0", 4),
+    "PendulumRepeat2-v0": ("PendulumSource-v0", 2),
+    "PendulumRepeat1-v0": ("PendulumSource-v0", 1),
+    "PendulumRepeat2Target-v0": ("PendulumTarget-v0", 2),
+    "HopperRepeat4-v0": ("HopperSource-v0", 4),
+    "HopperRepeat2-v0": ("HopperSource-v0", 2),
+    "HopperRepeat1-v0": ("HopperSource-v0", 1),
+    "HopperRepeat2Target-v0": ("HopperTarget-v0", 2),
+    "HalfCheetahRepeat4-v0": ("HalfCheetahSource-v0", 4),
+    "HalfCheetahRepeat2-v0": ("HalfCheetahSource-v0", 2),
+    "HalfCheetahRepeat1-v0": ("HalfCheetahSource-v0", 1),
+    "HalfCheetahRepeat2Target-v0": ("HalfCheetahTarget-v0", 2),
+}
+
 #: Multi-task env ids (no time limit of their own: each task keeps its own): id -> entry point.
 MULTI_TASK_SPECS: dict[str, str] = {"MultiTask-v0": "sb3_dreamer.transfer.multitask:MultiTaskEnv"}
 
 
+def make_repeat_env(base: str, repeat: int, **kwargs: Any) -> gym.Env:
+    """Make the base env ``sb3_dreamer/<base>`` with its time limit, under :class:`ActionRepeat` (entry point of the
+    :data:`REPEAT_SPECS` ids).
+
+    The ``TimeLimit`` (the base's ``max_episode_steps`` of :data:`ENV_SPECS`, counted in base steps) sits *inside* the
+    repeat, so an episode lasts the same physical time whatever ``repeat`` is: ``ceil(limit / repeat)`` agent steps
+    (the last one shorter when ``repeat`` does not divide the limit), ``truncated`` at the last. The ids are therefore
+    registered without a time limit of their own; ``env.spec.max_episode_steps`` is that agent-step count
+    (:class:`ActionRepeat` converts it).
+
+    :param base: name of the base env in :data:`ENV_SPECS`, e.g. ``"PendulumSource-v0"``
+    :param repeat: base steps per agent step (>= 1)
+    :param kwargs: kwargs of the base env (``mass``, ``friction_scale``, ``render_mode``...), overriding its
+        :data:`ENV_SPECS` defaults
+    :return: the wrapped env
+    """
+    if base not in ENV_SPECS:
+        raise ValueError(f"unknown base env {base!r}; known: {sorted(ENV_SPECS)}")
+    entry_point, defaults, max_episode_steps = ENV_SPECS[base]
+    env = load_env_creator(entry_point)(**{**defaults, **kwargs})
+    return ActionRepeat(gym.wrappers.TimeLimit(env, max_episode_steps), repeat)
+
+
 def register_envs() -> list[str]:
-    """Register every pair of :data:`ENV_SPECS` and the multi-task env (``sb3_dreamer/MultiTask-v0``, its tasks as the
-    ``tasks`` kwarg) as ``sb3_dreamer/<name>`` and, when minatar is installed, MinAtar's games as ``MinAtar/<Game>-v1``;
-    ids already registered are left alone.
+    """Register every pair of :data:`ENV_SPECS`, the time-warp pairs of :data:`REPEAT_SPECS` and the multi-task env
+    (``sb3_dreamer/MultiTask-v0``, its tasks as the ``tasks`` kwarg) as ``sb3_dreamer/<name>`` and, when minatar is
+    installed, MinAtar's games as ``MinAtar/<Game>-v1``; ids already registered are left alone. A time-warp id takes its
+    base's kwargs and ``repeat`` as ``gymnasium.make`` kwargs.
 
     Safe to call any number of times (``import sb3_dreamer`` and ``plugins/`` both call it). The Bullet envs are
     registered by entry-point string, so pybullet is imported only when such an env is made.
@@ -49,6 +97,12 @@ def register_envs() -> list[str]:
             continue
         gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), max_episode_steps=max_episode_steps)
         added.append(env_id)
+    for name, (base, repeat) in REPEAT_SPECS.items():
+        env_id = f"{NAMESPACE}/{name}"
+        if env_id not in gym.registry:
+            kwargs = {"base": base, "repeat": repeat}
+            gym.register(id=env_id, entry_point="sb3_dreamer.envs.registration:make_repeat_env", kwargs=kwargs)
+            added.append(env_id)
     for name, entry_point in MULTI_TASK_SPECS.items():
         env_id = f"{NAMESPACE}/{name}"
         if env_id not in gym.registry:

@@ -3,6 +3,7 @@
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
 
 
 class ActionRepeat(gym.Wrapper):
@@ -10,7 +11,8 @@ class ActionRepeat(gym.Wrapper):
     target repeat 2, ``--action-repeat`` / ``--second-action-repeat`` in TroddenSpade/Telepath ``train.py``).
 
     Rewards of the inner steps are summed; repetition stops early at termination or truncation, and the info of the
-    last inner step is returned with ``info["action_repeat_steps"]`` (inner steps actually taken).
+    last inner step is returned with ``info["action_repeat_steps"]`` (inner steps actually taken). A time limit of the
+    wrapped env counts inner steps; ``spec.max_episode_steps`` is converted to agent steps (``ceil(limit / repeat)``).
 
     :param env: env to wrap
     :param repeat: number of inner steps per action (>= 1)
@@ -21,6 +23,15 @@ class ActionRepeat(gym.Wrapper):
             raise ValueError(f"repeat must be a positive int, got {repeat}")
         super().__init__(env)
         self.repeat = int(repeat)
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The wrapped env's spec with this wrapper added and ``max_episode_steps`` in agent steps."""
+        if self._cached_spec is None:
+            spec = super().spec  # a copy, cached by gymnasium: converted once
+            if spec is not None and spec.max_episode_steps is not None:
+                spec.max_episode_steps = -(-spec.max_episode_steps // self.repeat)
+        return self._cached_spec
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Apply ``action`` up to ``repeat`` times.
