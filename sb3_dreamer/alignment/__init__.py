@@ -17,12 +17,15 @@ from sb3_dreamer.alignment.dtw import (
     tracking_exp_labels,
     tracking_labels,
 )
+from sb3_dreamer.alignment.relabel import RelabelCallback
 from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
-from sb3_dreamer.alignment.rewarder import DTWRewarder, EpisodeReport
+from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, reference_fingerprint
+from sb3_dreamer.alignment.scaling import observation_scale
 from sb3_dreamer.alignment.wrappers import AlignmentCheckpointCallback, DTWRewardWrapper, VecDTWRewardWrapper
 
 __all__ = [
     "LABEL_MODES",
+    "NON_FINITE_REWARD",
     "TRACKING_MODES",
     "Alignment",
     "AlignmentCheckpointCallback",
@@ -32,6 +35,7 @@ __all__ = [
     "EpisodeReport",
     "FitResult",
     "NormalisationStats",
+    "RelabelCallback",
     "RewardModel",
     "TrajectoryDataset",
     "VecDTWRewardWrapper",
@@ -40,7 +44,9 @@ __all__ = [
     "check_c_library",
     "label_episode",
     "normalise",
+    "observation_scale",
     "record_trajectories",
+    "reference_fingerprint",
     "reference_statistics",
     "source_reward_labels",
     "source_reward_split_labels",

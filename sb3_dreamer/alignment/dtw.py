@@ -9,7 +9,8 @@ end starts it from a column dtaidistance's C path functions cannot be given. Thi
 normalisation with reference statistics, the open end with respect to the reference, the choice among several
 references and the conversion of a path into per-step labels.
 
-This module imports numpy and dtaidistance only (no gymnasium, no torch), so it can be used on logged data offline.
+This module imports numpy, dtaidistance and :mod:`~sb3_dreamer.alignment.scaling` only (no gymnasium, no torch), so it
+can be used on logged data offline.
 """
 
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 from dtaidistance import dtw, dtw_ndim
+
+from sb3_dreamer.alignment.scaling import observation_scale
 
 LABEL_MODES = ("source_reward", "source_reward_split", "tracking", "tracking_exp")
 #: Label modes whose label is a function of the local alignment cost (they need no source rewards).
@@ -44,7 +47,8 @@ class NormalisationStats(NamedTuple):
     """Per-dimension statistics used to normalise observations before alignment.
 
     :param mean: ``(dim,)`` mean of the reference observations
-    :param std: ``(dim,)`` standard deviation, with (near-)constant dimensions set to 1
+    :param std: ``(dim,)`` scale: the standard deviation, 1 for (near-)constant dimensions
+        (:func:`~sb3_dreamer.alignment.scaling.observation_scale`)
     """
 
     mean: np.ndarray
@@ -90,20 +94,19 @@ def validate_sequence(sequence: np.ndarray, name: str, dim: int | None = None) -
     return np.ascontiguousarray(array)
 
 
-def reference_statistics(references: Sequence[np.ndarray], min_std: float = 1e-6) -> NormalisationStats:
-    """Mean and standard deviation of all reference observations (per dimension).
+def reference_statistics(references: Sequence[np.ndarray]) -> NormalisationStats:
+    """Mean and scale of all reference observations (per dimension).
 
-    Dimensions whose standard deviation is below ``min_std`` get std 1 so that a constant dimension does not turn a
-    tiny deviation of the target into a huge cost.
+    The scale is :func:`~sb3_dreamer.alignment.scaling.observation_scale` of the standard deviation, the rule the
+    reward model uses too: a (near-)constant dimension gets scale 1, so that a tiny deviation of the target in it does
+    not turn into a huge cost.
 
     :param references: reference episodes, each ``(time, dim)``
-    :param min_std: threshold below which a dimension is treated as constant
     :return: the statistics
     """
     stacked = np.concatenate([validate_sequence(r, f"reference {k}") for k, r in enumerate(references)], axis=0)
-    std = stacked.std(axis=0)
-    std = np.where(std < min_std, 1.0, std)
-    return NormalisationStats(mean=stacked.mean(axis=0), std=std)
+    mean = stacked.mean(axis=0)
+    return NormalisationStats(mean=mean, std=observation_scale(stacked.std(axis=0), mean))
 
 
 def normalise(sequence: np.ndarray, stats: NormalisationStats | None) -> np.ndarray:

@@ -17,8 +17,9 @@ import torch as th
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
+from sb3_dreamer.alignment.scaling import observation_scale
+
 _OBS_CLIP = 10.0
-_EPS = 1e-8
 
 
 class FitResult(NamedTuple):
@@ -40,9 +41,11 @@ class RewardModel:
     """MLP reward model r(obs) trained by mean-squared-error regression.
 
     Inputs are standardised with running statistics of the reference observations (``update_statistics``) and clipped
-    to ±10, as SB3's ``VecNormalize`` does. Labels are standardised with the statistics of the data of each fit; when
-    those change, the output layer is rescaled so that predictions are preserved ("preserving outputs precisely" of
-    Pop-Art, van Hasselt et al., 2016, https://arxiv.org/abs/1602.07714).
+    to ±10, as SB3's ``VecNormalize`` does; the scale of each dimension is :attr:`obs_scale`, the rule the DTW alignment
+    uses too (:func:`~sb3_dreamer.alignment.scaling.observation_scale`: std, or 1 for a (near-)constant dimension).
+    Labels are standardised with the statistics of the data of each fit; when those change, the output layer is
+    rescaled so that predictions are preserved ("preserving outputs precisely" of Pop-Art, van Hasselt et al., 2016,
+    https://arxiv.org/abs/1602.07714).
 
     Determinism: initial weights come from ``seed`` inside :func:`torch.random.fork_rng` (the global torch RNG is left
     untouched) and minibatches from a private :class:`torch.Generator`; torch's thread settings are not changed.
@@ -69,7 +72,9 @@ class RewardModel:
         self.learning_rate = float(learning_rate)
         self.batch_size = int(batch_size)
         self.seed = int(np.random.SeedSequence().generate_state(1)[0]) if seed is None else int(seed)
-        self.obs_rms = RunningMeanStd(shape=(self.obs_dim,))
+        # No prior count: after the first update the statistics are exactly those of the data (the default prior of
+        # 1e-4 pseudo-observations at mean 0, var 1 gives a constant dimension a spurious std of ~1e-2 / sqrt(N)).
+        self.obs_rms = RunningMeanStd(epsilon=0.0, shape=(self.obs_dim,))
         self.label_mean = 0.0
         self.label_std = 1.0
         self.n_updates = 0
@@ -95,7 +100,7 @@ class RewardModel:
         # Fold the input standardisation into the first layer and clip in raw units, so the per-step numpy pass is
         # clip -> (matmul + bias -> tanh) x layers: W' = diag(1/std) W, b' = b - (mean/std) W,
         # clip((x - mean)/std, -c, c) == (clip(x, mean - c std, mean + c std) - mean)/std.
-        std = np.sqrt(self.obs_rms.var + _EPS)
+        std = self.obs_scale
         first_weight, first_bias = weights[0]
         weights[0] = (first_weight / std[:, None], first_bias - (self.obs_rms.mean / std) @ first_weight)
         # Fold the label de-standardisation into the output layer: r = label_std * (h W + b) + label_mean.
@@ -108,6 +113,12 @@ class RewardModel:
         self._last_weight32 = np.ascontiguousarray(self._weights[-1][0][:, 0])
         self._last_bias = float(self._weights[-1][1][0])
 
+    @property
+    def obs_scale(self) -> np.ndarray:
+        """``(obs_dim,)`` float64 input scale: :func:`~sb3_dreamer.alignment.scaling.observation_scale` of the running
+        standard deviation (1 for a (near-)constant dimension, as in the DTW alignment)."""
+        return observation_scale(np.sqrt(np.maximum(self.obs_rms.var, 0.0)), self.obs_rms.mean)
+
     def _check_obs(self, obs: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         batch = np.asarray(obs, dtype=dtype)
         if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
@@ -119,9 +130,12 @@ class RewardModel:
     def update_statistics(self, obs: np.ndarray) -> None:
         """Update the running input statistics with a batch of (reference) observations.
 
-        :param obs: ``(batch, obs_dim)`` observations
+        :param obs: ``(batch, obs_dim)`` observations, at least one
         """
-        self.obs_rms.update(self._check_obs(obs))
+        batch = self._check_obs(obs)
+        if len(batch) == 0:
+            raise ValueError("update_statistics needs at least one observation")
+        self.obs_rms.update(batch)
         self._refresh_numpy_weights()
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
@@ -206,7 +220,7 @@ class RewardModel:
         # Inputs are standardised and clipped per minibatch (as predict does), not for the whole store at every fit.
         x = th.as_tensor(batch)
         mean = th.as_tensor(self.obs_rms.mean, dtype=th.float32)
-        std = th.as_tensor(np.sqrt(self.obs_rms.var + _EPS), dtype=th.float32)
+        std = th.as_tensor(self.obs_scale, dtype=th.float32)
         y = th.as_tensor(((targets - self.label_mean) / self.label_std).astype(np.float32))
         batch_size = min(self.batch_size, len(x))
         n_steps, loss_value, truncated = 0, float("nan"), False

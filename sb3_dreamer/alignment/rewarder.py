@@ -8,8 +8,15 @@ Cycle (methods.md, section C1, "relabel at episode end"): every step emits r̂(o
 end of an episode the episode is aligned to the reference episodes with DTW, the path is turned into per-step labels
 (:func:`~sb3_dreamer.alignment.dtw.label_episode`), the labels go into a bounded FIFO store and the model is refitted on
 the store once enough new labels have arrived.
+
+Bad input (``strict=False``, the default): an episode with a NaN or infinite observation is not aligned and adds no
+labels (:meth:`DTWRewarder.end_episode` warns and returns None; ``skipped_episodes`` counts such episodes); the wrappers
+emit :data:`NON_FINITE_REWARD` for the non-finite steps and warn once per episode. ``strict=True`` raises a
+``ValueError`` instead. A state restored with :meth:`DTWRewarder.set_state` must have been saved with the same
+reference (checked with :func:`reference_fingerprint`).
 """
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
     from gymnasium.spaces import Space
 
 STATE_VERSION = 1
+#: Reward emitted by the wrappers for a step whose observation has NaN or infinite values (``strict=False``).
+NON_FINITE_REWARD = 0.0
 
 
 class EpisodeReport(NamedTuple):
@@ -76,6 +85,21 @@ def load_reference(
     return dataset
 
 
+def reference_fingerprint(dataset: TrajectoryDataset) -> str:
+    """SHA-256 of the reference arrays the rewarder uses: shapes and bytes of ``next_observations`` (float32),
+    ``rewards`` (float64) and ``episode_lengths`` (int64). Saved in the rewarder state to recognise the reference.
+
+    :param dataset: reference episodes
+    :return: hexadecimal digest
+    """
+    digest = hashlib.sha256()
+    for name, dtype in (("next_observations", np.float32), ("rewards", np.float64), ("episode_lengths", np.int64)):
+        array = np.ascontiguousarray(getattr(dataset, name), dtype=dtype)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 class DTWRewarder:
     """DTW-aligned reward labelling with a learned per-step reward model (no gymnasium dependency).
 
@@ -107,6 +131,8 @@ class DTWRewarder:
     :param learning_rate: Adam learning rate of the reward model
     :param batch_size: minibatch size of the reward model
     :param seed: seed of the reward model
+    :param strict: raise a ``ValueError`` on an observation with NaN or infinite values; False (default): warn with a
+        ``RuntimeWarning``, skip the labels of its episode (counted in ``skipped_episodes``) and continue
     """
 
     def __init__(
@@ -128,6 +154,7 @@ class DTWRewarder:
         learning_rate: float = 1e-3,
         batch_size: int = 256,
         seed: int | None = None,
+        strict: bool = False,
     ) -> None:
         check_c_library()
         if label_mode not in LABEL_MODES:
@@ -137,6 +164,8 @@ class DTWRewarder:
         if max_label_cost is not None and not max_label_cost >= 0:
             raise ValueError(f"max_label_cost must be >= 0 or None, got {max_label_cost}")
         self.reference = load_reference(reference)
+        self.reference_fingerprint = reference_fingerprint(self.reference)
+        self.strict = bool(strict)
         self.label_mode = label_mode
         self.window = window
         self.open_end = open_end
@@ -163,6 +192,7 @@ class DTWRewarder:
         self._store_size = 0
         self.new_labels = 0
         self.n_episodes = 0
+        self.skipped_episodes = 0
         self.n_refits = 0
         self.n_truncated_refits = 0
         self._anchor_obs = self.reference.next_observations.astype(np.float32)
@@ -252,13 +282,53 @@ class DTWRewarder:
             self._store_pos = int((self._store_pos + len(chunk_obs)) % self.max_label_data)
             self._store_size = min(self.max_label_data, self._store_size + len(chunk_obs))
 
-    def end_episode(self, observations: np.ndarray) -> EpisodeReport:
+    def non_finite_observation(self, where: str) -> float:
+        """Apply the bad-input policy to an observation with NaN or infinite values returned by a step.
+
+        :param where: the step, e.g. ``"step 12 (0-based) of episode 3"``
+        :return: :data:`NON_FINITE_REWARD`, the reward of that step
+        :raises ValueError: with ``strict=True``
+        """
+        if self.strict:
+            raise ValueError(
+                f"observation with NaN or infinite values at {where}; DTW alignment needs finite values (strict=True)"
+            )
+        warnings.warn(
+            f"observation with NaN or infinite values at {where}: its reward is {NON_FINITE_REWARD} and the labels of "
+            "this episode will be skipped (not aligned, not added to the reward model's labels); further non-finite "
+            "observations of this episode are not reported. Pass strict=True to raise instead.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return NON_FINITE_REWARD
+
+    def skip_episode(self) -> None:
+        """Count a finished episode whose labels are skipped (it had a non-finite observation); nothing is stored."""
+        self.skipped_episodes += 1
+
+    def end_episode(self, observations: np.ndarray) -> EpisodeReport | None:
         """Align a finished episode, store its labels and refit the model if due.
 
+        An episode with NaN or infinite observations raises with ``strict=True``; otherwise it is skipped (a
+        ``RuntimeWarning``, ``skipped_episodes`` + 1, nothing stored, no refit) and None is returned.
+
         :param observations: ``(T, obs_dim)`` observations returned by the episode's steps
-        :return: labels, alignment and refit summary
+        :return: labels, alignment and refit summary; None for a skipped episode
+        :raises ValueError: on a malformed sequence, or a non-finite observation with ``strict=True``
         """
-        obs = validate_sequence(observations, "episode observations", self.obs_dim)
+        array = np.asarray(observations, dtype=np.float64)
+        if array.ndim >= 1 and not np.all(np.isfinite(array)):
+            steps = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+            message = (
+                f"episode {self.n_episodes + self.skipped_episodes} has {len(steps)} observation(s) with NaN or "
+                f"infinite values, the first at step {steps[0]} (0-based)"
+            )
+            if self.strict:
+                raise ValueError(f"{message}; DTW alignment needs finite values (strict=True)")
+            warnings.warn(f"{message}: its labels are skipped (strict=True raises instead)", RuntimeWarning, stacklevel=2)
+            self.skip_episode()
+            return None
+        obs = validate_sequence(array, "episode observations", self.obs_dim)
         obs_normalised = normalise(obs, self.stats)
         labels, alignment = label_episode(
             obs_normalised,
@@ -300,7 +370,7 @@ class DTWRewarder:
         return EpisodeReport(labels, alignment, fit, kept)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Reward model, label store and counters as numpy arrays (the reference itself is not included).
+        """Reward model, label store, counters and the reference's fingerprint as numpy arrays (not the reference).
 
         :return: flat dict of arrays
         """
@@ -311,6 +381,8 @@ class DTWRewarder:
                 "state_version": np.asarray(STATE_VERSION, dtype=np.int64),
                 "obs_dim": np.asarray(self.obs_dim, dtype=np.int64),
                 "label_mode": np.asarray(self.label_mode),
+                "reference_sha256": np.asarray(self.reference_fingerprint),
+                "skipped_episodes": np.asarray(self.skipped_episodes, dtype=np.int64),
                 "store_obs": store_obs,
                 "store_labels": store_labels,
                 "counters": np.asarray(
@@ -321,9 +393,13 @@ class DTWRewarder:
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a state from :meth:`get_state` (the reference must have the same observation dim).
+        """Restore a state from :meth:`get_state`; nothing is changed if it does not fit.
+
+        The state must have been saved with the same reference (:func:`reference_fingerprint`); a state without a
+        fingerprint (saved before it was recorded) is accepted with a warning.
 
         :param state: dict of arrays
+        :raises ValueError: naming the mismatch: state version, observation dim, label mode or reference
         """
         version = int(state["state_version"])
         if version != STATE_VERSION:
@@ -332,7 +408,21 @@ class DTWRewarder:
             raise ValueError(f"state was saved for obs dim {int(state['obs_dim'])}, this reference has {self.obs_dim}")
         if str(state["label_mode"]) != self.label_mode:
             raise ValueError(f"state was saved with label_mode {str(state['label_mode'])!r}, this is {self.label_mode!r}")
+        saved = str(state["reference_sha256"]) if "reference_sha256" in state else None
+        if saved is None:
+            warnings.warn(
+                "the alignment state has no reference fingerprint (saved by an older version): it cannot be checked that "
+                "it was built on this reference",
+                stacklevel=2,
+            )
+        elif saved != self.reference_fingerprint:
+            raise ValueError(
+                f"the alignment state was saved with a different reference (SHA-256 {saved[:16]}...) than "
+                f"{self.reference.describe()} (SHA-256 {self.reference_fingerprint[:16]}...) of the same observation dim; "
+                "restore it with the reference it was saved with"
+            )
         self.model.set_state({key[len("model.") :]: value for key, value in state.items() if key.startswith("model.")})
         self._store_pos, self._store_size = 0, 0
         self._add_labels(np.asarray(state["store_obs"], dtype=np.float32), np.asarray(state["store_labels"], dtype=np.float64))
         self.new_labels, self.n_episodes, self.n_refits, self.n_truncated_refits = (int(v) for v in state["counters"])
+        self.skipped_episodes = int(state["skipped_episodes"]) if "skipped_episodes" in state else 0

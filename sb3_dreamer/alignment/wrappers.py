@@ -10,9 +10,16 @@ true final observation at episode end). Sign and scale are the source reward's f
 distance) for ``"tracking"`` and in (0, 1] for ``"tracking_exp"``. No alignment runs per step; alignment, labelling
 and refitting run when an episode ends, so the model used from the next step on may differ. The env's own reward is
 kept in ``info["original_reward"]``, unless an inner wrapper (``RewardFree``) already put the true reward there.
+
+Bad input (``strict=False``, the default): a step observation with NaN or infinite values gets the reward
+:data:`~sb3_dreamer.alignment.rewarder.NON_FINITE_REWARD` (0.0) and a ``RuntimeWarning`` naming the step and the
+episode (once per episode); the episode is not aligned and adds no labels (``info["alignment_skipped"]`` is True at its
+end, ``rewarder.skipped_episodes`` counts it) and training continues. A non-finite reset observation only warns (the
+reward never uses it). ``strict=True`` raises a ``ValueError`` in both cases.
 """
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
-from sb3_dreamer.alignment.rewarder import DTWRewarder, EpisodeReport, load_reference
+from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, load_reference
 
 
 def _vec_env_id(venv: VecEnv) -> str:
@@ -32,19 +39,37 @@ def _vec_env_id(venv: VecEnv) -> str:
     return spec.id if spec is not None else ""
 
 
-def _check_obs(obs: Any, obs_dim: int) -> np.ndarray:
-    flat = np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim)
-    if not np.all(np.isfinite(flat)):
-        raise ValueError("the env returned an observation with NaN or infinite values; DTW alignment needs finite values")
-    return flat
+def _flat_obs(obs: Any, obs_dim: int) -> np.ndarray:
+    return np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim)
 
 
-def _episode_info(info: dict[str, Any], report: EpisodeReport, episode_return: float) -> None:
+def _check_reset_obs(obs: Any, rewarder: DTWRewarder, where: str) -> None:
+    """A non-finite reset observation: ValueError with ``strict=True``, else a warning (the reward never uses it)."""
+    if np.all(np.isfinite(_flat_obs(obs, rewarder.obs_dim))):
+        return
+    message = f"the reset observation of {where} has NaN or infinite values"
+    if rewarder.strict:
+        raise ValueError(f"{message}; DTW alignment needs finite values (strict=True)")
+    warnings.warn(
+        f"{message}; it is passed on unchanged (the learned reward uses step observations only)", RuntimeWarning, stacklevel=3
+    )
+
+
+def _first_non_finite(buffer: np.ndarray) -> int | None:
+    """Index of the first row of a ``(T, obs_dim)`` episode buffer with NaN or infinite values, None if all are finite."""
+    bad = np.flatnonzero(~np.isfinite(buffer).all(axis=1))
+    return int(bad[0]) if len(bad) else None
+
+
+def _episode_info(info: dict[str, Any], report: EpisodeReport | None, episode_return: float) -> None:
+    info["original_episode_return"] = float(episode_return)
+    info["alignment_skipped"] = report is None
+    if report is None:
+        return
     info["alignment_distance"] = float(report.alignment.distance)
     info["alignment_reference"] = int(report.alignment.reference_index)
     info["alignment_end_index"] = int(report.alignment.end_index)
     info["alignment_labels_kept"] = int(report.kept.sum())
-    info["original_episode_return"] = float(episode_return)
 
 
 def _save_npz(path: str | os.PathLike, state: dict[str, np.ndarray]) -> str:
@@ -92,7 +117,8 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
     reference episodes, labelled, stored, and the reward model is refitted when ``refit_interval`` new labels have
     arrived. ``info["original_reward"]`` (every step), and at episode end ``info["alignment_distance"]``,
     ``info["alignment_reference"]``, ``info["alignment_end_index"]``, ``info["alignment_labels_kept"]`` (labels stored,
-    see ``max_label_cost``), ``info["original_episode_return"]``.
+    see ``max_label_cost``), ``info["original_episode_return"]``, ``info["alignment_skipped"]`` (True for an episode
+    with a NaN or infinite observation: its labels are skipped and the other alignment keys are absent; see ``strict``).
     An episode cut short by ``reset`` before termination/truncation is discarded (not labelled).
 
     Usable from rl-zoo: ``env_wrapper: [{sb3_dreamer.alignment.DTWRewardWrapper: {reference: path/to/ref.npz}}]``.
@@ -117,6 +143,9 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
     :param learning_rate: learning rate of the reward model
     :param batch_size: minibatch size of the reward model
     :param seed: seed of the reward model (two runs with the same seed emit identical rewards)
+    :param strict: raise a ``ValueError`` on an observation with NaN or infinite values; False (default): reward
+        :data:`~sb3_dreamer.alignment.rewarder.NON_FINITE_REWARD` (0.0) for that step, a ``RuntimeWarning`` naming
+        the step and the episode, the episode's labels skipped, training continues
     """
 
     def __init__(
@@ -139,6 +168,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         learning_rate: float = 1e-3,
         batch_size: int = 256,
         seed: int | None = None,
+        strict: bool = False,
     ) -> None:
         super().__init__(env)
         dataset = load_reference(reference, env.observation_space, env.spec.id if env.spec is not None else "")
@@ -160,9 +190,15 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
             learning_rate=learning_rate,
             batch_size=batch_size,
             seed=seed,
+            strict=strict,
         )
         self._episode_obs: list[np.ndarray] = []
         self._episode_return = 0.0
+        self._non_finite_step: int | None = None  # first step of the current episode with a non-finite observation
+
+    def _episode_name(self) -> str:
+        """The current episode, for messages (0-based; episodes ended so far, labelled or skipped)."""
+        return f"episode {self.rewarder.n_episodes + self.rewarder.skipped_episodes}"
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the env and start a new episode buffer (an unfinished episode is discarded).
@@ -172,8 +208,8 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         :return: ``(obs, info)``
         """
         obs, info = self.env.reset(seed=seed, options=options)
-        _check_obs(obs, self.rewarder.obs_dim)
-        self._episode_obs, self._episode_return = [], 0.0
+        _check_reset_obs(obs, self.rewarder, self._episode_name())
+        self._episode_obs, self._episode_return, self._non_finite_step = [], 0.0, None
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -184,16 +220,28 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         """
         obs, reward, terminated, truncated, info = self.env.step(action)
         flat = np.array(obs, dtype=np.float32).reshape(-1)  # a copy: envs may reuse their observation buffer
-        learned = float(self.rewarder.predict(flat))  # also rejects NaN/inf observations with a ValueError
+        try:  # no extra check on the per-step path: predict rejects NaN/inf observations with a ValueError
+            learned, finite = float(self.rewarder.predict(flat)), True
+        except ValueError:
+            if np.all(np.isfinite(flat)):
+                raise
+            learned, finite = NON_FINITE_REWARD, False
+        if not finite and self._non_finite_step is None:  # warn (or raise if strict) once per episode
+            self.rewarder.non_finite_observation(f"step {len(self._episode_obs)} (0-based) of {self._episode_name()}")
+            self._non_finite_step = len(self._episode_obs)
         self._episode_obs.append(flat)
         info = dict(info)
         # An inner RewardFree (or another relabelling wrapper) already holds the true reward: keep it.
         info.setdefault("original_reward", float(reward))
         self._episode_return += float(info["original_reward"])
         if terminated or truncated:
-            report = self.rewarder.end_episode(np.stack(self._episode_obs))
+            if self._non_finite_step is None:
+                report = self.rewarder.end_episode(np.stack(self._episode_obs))
+            else:
+                report = None
+                self.rewarder.skip_episode()
             _episode_info(info, report, self._episode_return)
-            self._episode_obs, self._episode_return = [], 0.0
+            self._episode_obs, self._episode_return, self._non_finite_step = [], 0.0, None
         return obs, learned, terminated, truncated, info
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -214,8 +262,10 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         :param state: dict of arrays
         """
         self.rewarder.set_state(state)
-        self._episode_obs = list(np.asarray(state["episode_obs"], dtype=np.float32))
+        buffer = np.asarray(state["episode_obs"], dtype=np.float32)
+        self._episode_obs = list(buffer)
         self._episode_return = float(state["episode_return"])
+        self._non_finite_step = _first_non_finite(buffer)
 
 
 class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
@@ -229,7 +279,8 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
 
     :param venv: SB3 VecEnv with a 1-D Box observation space
     :param reference: reference episodes (dataset or ``.npz`` path)
-    :param rewarder_kwargs: keyword arguments of :class:`DTWRewardWrapper` after ``reference``
+    :param rewarder_kwargs: keyword arguments of :class:`DTWRewardWrapper` after ``reference`` (``strict`` included;
+        messages about non-finite observations name the sub-env and its episode)
     """
 
     def __init__(self, venv: VecEnv, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:
@@ -238,6 +289,11 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         self.rewarder = DTWRewarder(dataset, **rewarder_kwargs)
         self._episode_obs: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._episode_counts = np.zeros(self.num_envs, dtype=np.int64)  # episodes ended per sub-env, for messages
+        self._non_finite_steps: list[int | None] = [None] * self.num_envs
+
+    def _where(self, index: int) -> str:
+        return f"step {len(self._episode_obs[index])} (0-based) of episode {self._episode_counts[index]} of env {index}"
 
     def reset(self) -> np.ndarray:
         """Reset all envs and clear the episode buffers.
@@ -245,9 +301,11 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         :return: observations
         """
         obs = self.venv.reset()
-        _check_obs(obs, self.rewarder.obs_dim)
+        for index, row in enumerate(_flat_obs(obs, self.rewarder.obs_dim)):
+            _check_reset_obs(row, self.rewarder, f"episode {self._episode_counts[index]} of env {index}")
         self._episode_obs = [[] for _ in range(self.num_envs)]
         self._episode_returns[:] = 0.0
+        self._non_finite_steps = [None] * self.num_envs
         return obs  # type: ignore[return-value]
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -256,20 +314,36 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         :return: ``(obs, rewards, dones, infos)``
         """
         obs, rewards, dones, infos = self.venv.step_wait()
-        reward_obs = _check_obs(obs, self.rewarder.obs_dim).copy()
+        reward_obs = _flat_obs(obs, self.rewarder.obs_dim).copy()
         for index in np.flatnonzero(dones):
             if "terminal_observation" not in infos[index]:
                 raise ValueError(f"env {index} finished without infos[{index}]['terminal_observation'] (not an SB3 VecEnv?)")
-            reward_obs[index] = _check_obs(infos[index]["terminal_observation"], self.rewarder.obs_dim)[0]
-        learned = self.rewarder.predict(reward_obs).astype(np.float32)
+            reward_obs[index] = _flat_obs(infos[index]["terminal_observation"], self.rewarder.obs_dim)[0]
+        finite = np.isfinite(reward_obs).all(axis=1)
+        if finite.all():
+            learned = self.rewarder.predict(reward_obs).astype(np.float32)
+        else:
+            for index in np.flatnonzero(~finite):
+                if self._non_finite_steps[index] is None:  # warn (or raise if strict) once per episode
+                    self.rewarder.non_finite_observation(self._where(index))
+                    self._non_finite_steps[index] = len(self._episode_obs[index])
+            learned = np.full(self.num_envs, NON_FINITE_REWARD, dtype=np.float32)
+            if finite.any():
+                learned[finite] = self.rewarder.predict(reward_obs[finite])
         for index in range(self.num_envs):
             self._episode_obs[index].append(reward_obs[index])
             infos[index].setdefault("original_reward", float(rewards[index]))
             self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
-                report = self.rewarder.end_episode(np.stack(self._episode_obs[index]))
+                if self._non_finite_steps[index] is None:
+                    report = self.rewarder.end_episode(np.stack(self._episode_obs[index]))
+                else:
+                    report = None
+                    self.rewarder.skip_episode()
                 _episode_info(infos[index], report, self._episode_returns[index])
                 self._episode_obs[index], self._episode_returns[index] = [], 0.0
+                self._non_finite_steps[index] = None
+                self._episode_counts[index] += 1
         return obs, learned, dones, infos
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -281,6 +355,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         for index, buffer in enumerate(self._episode_obs):
             state[f"episode_obs.{index}"] = np.stack(buffer) if buffer else np.zeros((0, self.rewarder.obs_dim), np.float32)
         state["episode_returns"] = self._episode_returns.copy()
+        state["episode_counts"] = self._episode_counts.copy()
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -291,8 +366,12 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         if len(state["episode_returns"]) != self.num_envs:
             raise ValueError(f"state holds {len(state['episode_returns'])} envs, this VecEnv has {self.num_envs}")
         self.rewarder.set_state(state)
-        self._episode_obs = [list(np.asarray(state[f"episode_obs.{i}"], np.float32)) for i in range(self.num_envs)]
+        buffers = [np.asarray(state[f"episode_obs.{i}"], np.float32) for i in range(self.num_envs)]
+        self._episode_obs = [list(buffer) for buffer in buffers]
         self._episode_returns = np.array(state["episode_returns"], dtype=np.float64)
+        self._non_finite_steps = [_first_non_finite(buffer) for buffer in buffers]
+        counts = state.get("episode_counts")  # absent in states saved before it was recorded
+        self._episode_counts = np.zeros(self.num_envs, np.int64) if counts is None else np.array(counts, dtype=np.int64)
 
 
 class AlignmentCheckpointCallback(BaseCallback):

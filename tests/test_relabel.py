@@ -1,0 +1,94 @@
+"""Fresh rewards: after a refit of the DTW reward model, the rewards stored in replay buffers are relabelled."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
+from sb3_dreamer import Dreamer
+from sb3_dreamer.alignment import DTWRewardWrapper, VecDTWRewardWrapper, record_trajectories
+from sb3_dreamer.alignment.relabel import RelabelCallback, relabel_buffer
+from sb3_dreamer.common.usage import UsageError
+from tests.conftest import tiny
+
+th.set_num_threads(1)
+
+FAST = {"pretrain_steps": 20, "refit_steps": 5, "refit_interval": 100, "refit_budget_seconds": None, "net_arch": (8,)}
+TARGET = "sb3_dreamer/PendulumTarget-v0"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> str:
+    policy = lambda obs: np.array([2.0 * np.sign(obs[2] or 1.0)], dtype=np.float32)  # noqa: E731
+    dataset = record_trajectories(policy, "sb3_dreamer/PendulumSource-v0", n_episodes=2, seed=0)
+    return dataset.save(tmp_path_factory.mktemp("ref") / "reference.npz")
+
+
+def stored_sb3(model: SAC) -> tuple[np.ndarray, np.ndarray]:
+    size = model.replay_buffer.size()
+    return model.replay_buffer.next_observations[:size, 0], model.replay_buffer.rewards[:size, 0]
+
+
+@pytest.mark.parametrize("relabel", [True, False])
+def test_sac_buffer_holds_the_current_models_rewards_only_with_the_callback(reference: str, relabel: bool) -> None:
+    env = DummyVecEnv([lambda: DTWRewardWrapper(gym.make(TARGET), reference, seed=0, **FAST)])
+    rewarder = env.envs[0].rewarder
+    model = SAC("MlpPolicy", env, learning_starts=1000, seed=0)
+    callback = RelabelCallback() if relabel else None
+    model.learn(450, callback=callback)  # two finished episodes: refits after each
+    assert rewarder.n_refits >= 2
+    obs, rewards = stored_sb3(model)
+    current = rewarder.predict(obs.astype(np.float32))
+    if relabel:
+        np.testing.assert_allclose(rewards, current, rtol=1e-5, atol=1e-6)
+        assert callback.n_relabels == rewarder.n_refits
+    else:  # the stale rewards of the first episode come from the pre-fitted model, not the current one
+        assert np.abs(rewards[:200] - current[:200]).max() > 1e-3
+
+
+def test_dreamer_sequence_buffer_is_relabelled_except_first_rows(reference: str) -> None:
+    env = VecDTWRewardWrapper(DummyVecEnv([lambda: gym.make(TARGET)] * 2), reference, seed=0, **FAST)
+    model = Dreamer("MlpPolicy", env, **tiny(learning_starts=1000))
+    model.learn(440, callback=RelabelCallback())  # 2 x 220 steps: one finished episode per sub-env
+    buffer, rewarder = model.replay_buffer, env.rewarder
+    assert rewarder.n_refits >= 1
+    for index in range(2):
+        rows = int(buffer.stream_pos[index])
+        first = buffer.is_first[index, :rows]
+        obs, rewards = buffer.observations["obs"][index, :rows], buffer.rewards[index, :rows]
+        np.testing.assert_allclose(rewards[~first], rewarder.predict(obs[~first]), rtol=1e-5, atol=1e-6)
+        assert np.all(rewards[first] == 0.0)
+
+
+def test_relabel_buffer_with_memory_optimised_replay(reference: str) -> None:
+    env = DummyVecEnv([lambda: gym.make(TARGET)])
+    model = TD3("MlpPolicy", env, learning_starts=1000, optimize_memory_usage=True, replay_buffer_kwargs=dict(
+        handle_timeout_termination=False), buffer_size=500, seed=0)  # fmt: skip
+    model.learn(50)
+    count, _ = relabel_buffer(model.replay_buffer, lambda obs: obs[:, 0] * 2.0, env_index=0)
+    size = model.replay_buffer.size()
+    assert count == size
+    next_obs = model.replay_buffer.observations[1 : size + 1, 0]
+    np.testing.assert_allclose(model.replay_buffer.rewards[:size, 0], next_obs[:, 0] * 2.0, rtol=1e-6)
+
+
+def test_callback_refuses_models_without_a_dtw_wrapper() -> None:
+    model = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=1000)
+    with pytest.raises(UsageError, match="no DTW reward wrapper"):
+        model.learn(2, callback=RelabelCallback())
+
+
+def test_rows_with_non_finite_observations_get_the_wrappers_reward(reference: str) -> None:
+    from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD
+
+    model = SAC("MlpPolicy", gym.make(TARGET), learning_starts=1000, buffer_size=100, seed=0)
+    model.learn(10)
+    model.replay_buffer.next_observations[3, 0, 1] = np.nan  # a NaN observation the wrapper let through (strict=False)
+    relabel_buffer(model.replay_buffer, lambda obs: obs[:, 0] + 5.0, env_index=0)
+    rewards = model.replay_buffer.rewards[:10, 0]
+    assert rewards[3] == NON_FINITE_REWARD and np.all(rewards[np.arange(10) != 3] > 3.0)
