@@ -147,9 +147,38 @@ def test_max_label_cost_drops_labels_far_from_the_reference(reference_path: str)
     assert DTWRewarder(dataset, "tracking", max_label_cost=0.5, **kwargs).end_episode(episode).kept.all()
     with pytest.raises(ValueError, match="max_label_cost must be >= 0"):
         DTWRewarder(dataset, max_label_cost=-1.0)
+    with pytest.raises(ValueError, match="'reference' or None"):
+        DTWRewarder(dataset, max_label_cost="auto")
     # Every label dropped and no anchor: the refit has nothing to fit and is skipped.
     empty = DTWRewarder(dataset, pretrain=False, anchor_reference=False, max_label_cost=0.5, refit_interval=1)
     assert empty.end_episode(far).fit is None and empty.n_refits == 0
+
+
+def test_max_label_cost_from_the_reference_alone(reference_path: str) -> None:
+    """``max_label_cost="reference"``: the 95th percentile of the reference steps' leave-one-out costs (no target reward)."""
+    from sb3_dreamer.alignment.rewarder import REFERENCE_COST_QUANTILE
+
+    dataset = TrajectoryDataset.load(reference_path)
+    kwargs = dict(pretrain=False, refit_interval=10**6, coarse_stride=1)
+    rewarder = DTWRewarder(dataset, max_label_cost="reference", **kwargs)
+    costs = -DTWRewarder(dataset, "tracking", **kwargs).reference_labels()  # the same leave-one-out costs
+    assert rewarder.max_label_cost == pytest.approx(float(np.quantile(costs, REFERENCE_COST_QUANTILE)))
+    assert 0.0 < rewarder.max_label_cost < float(costs.max())
+    one_episode = record_trajectories(swing_policy, "sb3_dreamer/PendulumSource-v0", n_episodes=1, seed=0)
+    with pytest.raises(ValueError, match="at least two reference episodes"):
+        DTWRewarder(one_episode, max_label_cost="reference")
+
+
+def test_reference_only_control_aligns_but_stores_no_label(reference_path: str) -> None:
+    """``dtw_labels=False``: episodes are aligned (diagnostics logged) but the model learns from the reference alone."""
+    env = DTWRewardWrapper(gym.make("sb3_dreamer/PendulumTarget-v0"), reference_path, dtw_labels=False, seed=0, **FAST)
+    _, end_infos = run_random(env, 400, seed=0)
+    rewarder = env.rewarder
+    assert len(end_infos) == 2 and all("alignment_distance" in info for info in end_infos)
+    assert rewarder.n_labels == 0 and all(info["alignment_labels_kept"] == 0 for info in end_infos)
+    assert rewarder.n_refits == 2  # refits on the reference anchor only
+    fit_obs, _ = rewarder.label_data
+    assert len(fit_obs) == 0
 
 
 @pytest.mark.parametrize("anchor_reference", [True, False])

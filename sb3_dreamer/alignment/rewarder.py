@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from gymnasium.spaces import Space
 
 STATE_VERSION = 1
+#: ``max_label_cost="reference"``: the threshold is this quantile of the reference's leave-one-out alignment costs (how
+#: far a source step typically lies from the other source episodes), a setting derived without the target's reward.
+REFERENCE_COST_QUANTILE = 0.95
 #: Reward emitted by the wrappers for a step whose observation has NaN or infinite values (``strict=False``).
 NON_FINITE_REWARD = 0.0
 
@@ -121,8 +124,13 @@ class DTWRewarder:
         on the reference states while it learns the target's DTW labels (without it, refits see target labels only)
     :param max_label_cost: labels of target steps whose local alignment cost (the squared normalised distance to the
         matched reference steps, ``-tracking`` label) exceeds this are not stored: a source reward is only transferred
-        to a target state that is close to the source state it is aligned with. None keeps all labels; ignored for
-        the tracking modes (there the cost is the label)
+        to a target state that is close to the source state it is aligned with. None keeps all labels; ``"reference"``
+        sets it from the reference alone, without the target's reward: the :data:`REFERENCE_COST_QUANTILE` quantile of
+        the reference steps' leave-one-out costs (needs two or more reference episodes); ignored for the tracking modes
+        (there the cost is the label)
+    :param dtw_labels: store the DTW labels of target episodes (the method). False is the **reference-only control**:
+        episodes are still aligned (same cost, same logged diagnostics) but no label is stored, so the model learns
+        from the reference alone (the pre-fit, and refits on the reference anchor)
     :param refit_steps: gradient steps per refit (exact unless the time budget truncates)
     :param refit_budget_seconds: wall-clock cap of one refit (only truncates; None for no cap)
     :param refit_interval: refit once at least this many new labelled steps arrived since the last refit
@@ -145,7 +153,8 @@ class DTWRewarder:
         pretrain: bool = True,
         pretrain_steps: int = 500,
         anchor_reference: bool = True,
-        max_label_cost: float | None = None,
+        max_label_cost: float | str | None = None,
+        dtw_labels: bool = True,
         refit_steps: int = 50,
         refit_budget_seconds: float | None = 1.0,
         refit_interval: int = 2000,
@@ -161,8 +170,10 @@ class DTWRewarder:
             raise ValueError(f"unknown label_mode {label_mode!r}, expected one of {LABEL_MODES}")
         if max_label_data < 1 or refit_steps < 0 or refit_interval < 1:
             raise ValueError("max_label_data and refit_interval must be >= 1 and refit_steps >= 0")
-        if max_label_cost is not None and not max_label_cost >= 0:
-            raise ValueError(f"max_label_cost must be >= 0 or None, got {max_label_cost}")
+        if isinstance(max_label_cost, str) and max_label_cost != "reference":
+            raise ValueError(f"max_label_cost must be a number >= 0, 'reference' or None, got {max_label_cost!r}")
+        if isinstance(max_label_cost, int | float) and not max_label_cost >= 0:
+            raise ValueError(f"max_label_cost must be >= 0, 'reference' or None, got {max_label_cost}")
         self.reference = load_reference(reference)
         self.reference_fingerprint = reference_fingerprint(self.reference)
         self.strict = bool(strict)
@@ -175,14 +186,16 @@ class DTWRewarder:
         self.refit_interval = refit_interval
         self.max_label_data = max_label_data
         self.anchor_reference = anchor_reference
-        self.max_label_cost = None if max_label_cost is None else float(max_label_cost)
+        self.dtw_labels = bool(dtw_labels)
         episodes = list(self.reference.episodes())
         raw = [ep.next_observations.astype(np.float64) for ep in episodes]
         self.stats = reference_statistics(raw)
         self._references = [normalise(seq, self.stats) for seq in raw]
         self._reference_rewards = [ep.rewards for ep in episodes]
         # Computed once: the tracking modes' reference labels and tracking_exp's cost_scale both derive from them.
-        self._loo_costs = self._leave_one_out_costs() if label_mode in TRACKING_MODES else None
+        wants_costs = label_mode in TRACKING_MODES or max_label_cost == "reference"
+        self._loo_costs = self._leave_one_out_costs() if wants_costs else None
+        self.max_label_cost = self._label_cost_threshold(max_label_cost)
         self.cost_scale = self._reference_cost_scale()
         self.model = RewardModel(self.obs_dim, net_arch, learning_rate, batch_size, seed)
         self.model.update_statistics(self.reference.next_observations)
@@ -222,6 +235,14 @@ class DTWRewarder:
             )
             costs.append(-labels)
         return np.concatenate(costs)
+
+    def _label_cost_threshold(self, max_label_cost: float | str | None) -> float | None:
+        """``max_label_cost`` as a number: as given, or from the reference's leave-one-out costs for ``"reference"``."""
+        if max_label_cost != "reference":
+            return None if max_label_cost is None else float(max_label_cost)
+        if self._loo_costs is None:
+            raise ValueError("max_label_cost='reference' needs at least two reference episodes (leave-one-out costs)")
+        return float(np.quantile(self._loo_costs, REFERENCE_COST_QUANTILE))
 
     def _reference_cost_scale(self) -> float:
         """``cost_scale`` of ``"tracking_exp"``: the median leave-one-out cost of the reference steps (how far apart two
@@ -345,6 +366,8 @@ class DTWRewarder:
         if self.max_label_cost is not None and self.label_mode not in TRACKING_MODES:
             reference = self._references[alignment.reference_index]
             kept = -tracking_labels(alignment.path, obs_normalised, reference) <= self.max_label_cost
+        if not self.dtw_labels:  # the reference-only control: aligned, nothing stored
+            kept[:] = False
         self._add_labels(obs[kept].astype(np.float32), labels[kept])
         self.new_labels += len(labels)
         self.n_episodes += 1

@@ -20,7 +20,6 @@ reward never uses it). ``strict=True`` raises a ``ValueError`` in both cases.
 
 import os
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -125,73 +124,14 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
 
     :param env: env with a 1-D Box observation space of the reference's dimension
     :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
-    :param label_mode: ``"source_reward"``, ``"source_reward_split"``, ``"tracking"`` or ``"tracking_exp"``
-    :param window: Sakoe-Chiba band (dtaidistance convention ``|i - j| < window + |T - R|``), None for none
-    :param open_end: allow an episode to match a reference prefix
-    :param coarse_stride: pick the best reference by DTW on every ``coarse_stride``-th step, then align at full
-        resolution to that one only (1: exact choice, each reference aligned at full resolution)
-    :param pretrain: pre-fit the reward model on the reference (reference obs -> own labels)
-    :param pretrain_steps: gradient steps of the pre-fit
-    :param anchor_reference: refits also fit the reference's own labels (see :class:`DTWRewarder`)
-    :param max_label_cost: do not store labels of target steps aligned farther than this from the reference (squared
-        normalised distance, see :class:`DTWRewarder`); None keeps all
-    :param refit_budget_seconds: wall-clock cap of one refit; only truncates (None: no cap)
-    :param refit_steps: gradient steps per refit
-    :param refit_interval: minimum number of new labelled steps between refits
-    :param max_label_data: capacity of the FIFO label store
-    :param net_arch: hidden widths of the reward model
-    :param learning_rate: learning rate of the reward model
-    :param batch_size: minibatch size of the reward model
-    :param seed: seed of the reward model (two runs with the same seed emit identical rewards)
-    :param strict: raise a ``ValueError`` on an observation with NaN or infinite values; False (default): reward
-        :data:`~sb3_dreamer.alignment.rewarder.NON_FINITE_REWARD` (0.0) for that step, a ``RuntimeWarning`` naming
-        the step and the episode, the episode's labels skipped, training continues
+    :param rewarder_kwargs: the settings of :class:`DTWRewarder` (``label_mode``, ``window``, ``max_label_cost``,
+        ``dtw_labels``, ``refit_interval``, ``seed``, ``strict``, ...), documented there once
     """
 
-    def __init__(
-        self,
-        env: gym.Env,
-        reference: TrajectoryDataset | str | os.PathLike,
-        label_mode: str = "source_reward",
-        window: int | None = 100,
-        open_end: bool = True,
-        coarse_stride: int = 4,
-        pretrain: bool = True,
-        pretrain_steps: int = 500,
-        anchor_reference: bool = True,
-        max_label_cost: float | None = None,
-        refit_budget_seconds: float | None = 1.0,
-        refit_steps: int = 50,
-        refit_interval: int = 2000,
-        max_label_data: int = 100_000,
-        net_arch: Sequence[int] = (64, 64),
-        learning_rate: float = 1e-3,
-        batch_size: int = 256,
-        seed: int | None = None,
-        strict: bool = False,
-    ) -> None:
+    def __init__(self, env: gym.Env, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:
         super().__init__(env)
         dataset = load_reference(reference, env.observation_space, env.spec.id if env.spec is not None else "")
-        self.rewarder = DTWRewarder(
-            dataset,
-            label_mode=label_mode,
-            window=window,
-            open_end=open_end,
-            coarse_stride=coarse_stride,
-            pretrain=pretrain,
-            pretrain_steps=pretrain_steps,
-            anchor_reference=anchor_reference,
-            max_label_cost=max_label_cost,
-            refit_steps=refit_steps,
-            refit_budget_seconds=refit_budget_seconds,
-            refit_interval=refit_interval,
-            max_label_data=max_label_data,
-            net_arch=net_arch,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            seed=seed,
-            strict=strict,
-        )
+        self.rewarder = DTWRewarder(dataset, **rewarder_kwargs)
         self._episode_obs: list[np.ndarray] = []
         self._episode_return = 0.0
         self._non_finite_step: int | None = None  # first step of the current episode with a non-finite observation
@@ -279,8 +219,8 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
 
     :param venv: SB3 VecEnv with a 1-D Box observation space
     :param reference: reference episodes (dataset or ``.npz`` path)
-    :param rewarder_kwargs: keyword arguments of :class:`DTWRewardWrapper` after ``reference`` (``strict`` included;
-        messages about non-finite observations name the sub-env and its episode)
+    :param rewarder_kwargs: the settings of :class:`DTWRewarder` (messages about non-finite observations name the
+        sub-env and its episode)
     """
 
     def __init__(self, venv: VecEnv, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:

@@ -32,7 +32,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.save_util import json_to_data
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... env ids)
-from sb3_dreamer.alignment import LABEL_MODES, DTWRewardWrapper, record_trajectories
+from sb3_dreamer.alignment import LABEL_MODES, DTWRewarder, DTWRewardWrapper, record_trajectories
 from sb3_dreamer.common.usage import UsageError, check_env_id, check_keys
 from sb3_dreamer.dreamer import Dreamer
 from sb3_dreamer.dreamer.policies import DreamerPolicy
@@ -212,10 +212,10 @@ def check_config(config: TransferConfig) -> None:
     )
     _check_arguments(
         config.wrapper_kwargs,
-        DTWRewardWrapper.__init__,
+        DTWRewarder.__init__,  # the wrapper passes its keyword arguments on to the rewarder
         RESERVED_WRAPPER_ARGUMENTS,
         "wrapper_kwargs",
-        "a DTWRewardWrapper argument (see help(sb3_dreamer.alignment.DTWRewardWrapper))",
+        "a DTWRewardWrapper argument (see help(sb3_dreamer.alignment.DTWRewarder))",
     )
     source_obs, source_action = _spaces(config.source_env)
     target_obs, target_action = _spaces(config.target_env)
