@@ -86,13 +86,14 @@ def sparse_target() -> gym.Env:
 def run_one(name: str, out: Path, eval_freq: int, eval_episodes: int, quick: bool) -> None:
     """Train one run of :func:`jobs_of` and write ``out / <name>.json``."""
     import torch as th
-    from common import EvalCurve, ResumableRun, code_commit, zoo_hyperparams
+    from common import code_commit, zoo_hyperparams
     from stable_baselines3 import SAC
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from sb3_dreamer import Dreamer
+    from sb3_dreamer.common import EvalCurve, ResumableRun
     from sb3_dreamer.transfer import RewardCompensation, reward_compensation_loop
 
     th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))

@@ -76,11 +76,12 @@ def run_one(name: str, out: Path, eval_freq: int, eval_episodes: int, checkpoint
     """Train one run of :func:`jobs_of` (resuming its checkpoint) and write ``out / <name>.json``."""
     import gymnasium as gym
     import torch as th
-    from common import EvalCurve, ResumableRun, code_commit
+    from common import code_commit
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer
+    from sb3_dreamer.common import EvalCurve, ResumableRun
     from sb3_dreamer.transfer import MultiTaskVecEnv, TaskSet, fractional_transfer, modular_transfer
     from sb3_dreamer.transfer.meta_model import meta_model_policy_kwargs, meta_model_transfer
 

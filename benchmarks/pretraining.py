@@ -164,9 +164,8 @@ def run_pretrain(out: Path, quick: bool) -> dict[str, Any]:
 
 def run_finetune(name: str, out: Path, eval_freq: int, eval_episodes: int, quick: bool) -> dict[str, Any]:
     """Fine-tune (or train from scratch) on the target game, resuming its checkpoint."""
-    from common import EvalCurve, ResumableRun
-
     from sb3_dreamer import Dreamer
+    from sb3_dreamer.common import EvalCurve, ResumableRun
     from sb3_dreamer.transfer import load_world_model
 
     kind, seed = name.rsplit("_", 1)[0], int(name.rsplit("_", 1)[1])

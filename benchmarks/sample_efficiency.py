@@ -75,11 +75,12 @@ def run_one(
     """
     import gymnasium as gym
     import torch as th
-    from common import EvalCurve, ResumableRun, baseline_hyperparams
+    from common import baseline_hyperparams
     from stable_baselines3 import DQN, SAC
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer  # importing the package also registers the MinAtar ids
+    from sb3_dreamer.common import EvalCurve, ResumableRun
 
     th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     policy, budget, entry = dreamer_entry(env_id)

@@ -128,11 +128,11 @@ def _claim(out: Path, variant: str, seed: int) -> Path | None:
 def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int) -> None:
     """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward."""
     import gymnasium as gym
-    from common import EvalCurve, ResumableRun
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer
     from sb3_dreamer.alignment import record_trajectories
+    from sb3_dreamer.common import EvalCurve, ResumableRun
     from sb3_dreamer.transfer import RandomPolicy, evaluate_on_env
 
     spec = PAIRS[pair]
@@ -164,13 +164,14 @@ def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: 
 def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int, checkpoint_freq: int) -> None:
     """Train one target variant on the reward-free target and record its true-reward learning curve."""
     import gymnasium as gym
-    from common import EvalCurve, ResumableRun, zoo_hyperparams
+    from common import zoo_hyperparams
     from stable_baselines3 import SAC
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.monitor import Monitor
 
     from sb3_dreamer import Dreamer
     from sb3_dreamer.alignment import DTWRewardWrapper
+    from sb3_dreamer.common import EvalCurve, ResumableRun
 
     commit = code_commit()  # the code this process imported (a commit made while it runs does not count)
     spec = PAIRS[pair]

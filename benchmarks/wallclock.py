@@ -3,8 +3,8 @@
 Each algorithm trains alone on the machine (sequentially, in one process, same torch thread count) and is evaluated
 deterministically every ``--eval-freq`` steps on ``--eval-episodes`` episodes; training stops at the first evaluation
 whose mean return reaches the goal (``sample_efficiency.GOALS``: -200 on Pendulum-v1, 475 on CartPole-v1) or at the
-env's step budget there. Reported: env steps and training seconds (evaluation time excluded) at that point, and their
-ratio.
+budget (Dreamer: its ``zoo_configs/dreamer.yml`` entry; the baseline: rl-zoo's own budget). Reported: env steps and
+training seconds (evaluation time excluded) at that point, and their ratio.
 
 Run: ``python benchmarks/wallclock.py --env CartPole-v1 --seed 0 --threads 1`` (writes
 ``benchmarks/results/wallclock_<env>_seed<seed>.json``); ``--dreamer-kwargs '{"train_freq": 4}'`` times a knob.
@@ -19,12 +19,13 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
-from common import EVAL_SEED, EvalCurve, zoo_hyperparams  # benchmarks/ is the script's folder
-from sample_efficiency import DREAMER_HYPERPARAMS, GOALS
+from common import EVAL_SEED, zoo_hyperparams  # benchmarks/ is the script's folder
+from sample_efficiency import GOALS, dreamer_entry
 from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_dreamer import Dreamer
+from sb3_dreamer.common import EvalCurve
 
 
 def time_to_threshold(
@@ -32,14 +33,13 @@ def time_to_threshold(
 ) -> dict[str, Any]:
     """Train until the deterministic evaluation reaches the env's goal; return steps and training seconds."""
     goal = GOALS[env_id]
-    if algo == "dreamer":
-        hyperparams = {**DREAMER_HYPERPARAMS[env_id], **dreamer_kwargs}
-        model, max_steps = Dreamer("MlpPolicy", env_id, seed=seed, **hyperparams), goal["dreamer_steps"]
+    if algo == "dreamer":  # zoo_configs/dreamer.yml: policy and budget (the settings are the constructor defaults)
+        policy, max_steps, entry = dreamer_entry(env_id)
+        model = Dreamer(policy, env_id, seed=seed, **{**entry, **dreamer_kwargs})
     else:
-        hyperparams = zoo_hyperparams(algo, env_id)[0]
+        hyperparams, max_steps = zoo_hyperparams(algo, env_id)
         model = {"sac": SAC, "dqn": DQN}[algo]("MlpPolicy", env_id, seed=seed, **hyperparams)
-        max_steps = goal["baseline_steps"]
-    threshold = goal["threshold"]
+    threshold = goal["goal"]
     evaluate = EvalCurve(Monitor(gym.make(env_id)), eval_freq, eval_episodes, algo, stop_at=threshold, seed=EVAL_SEED + seed)
     model.learn(max_steps, callback=evaluate)
     last = evaluate.curve[-1] if evaluate.curve else {}
@@ -58,7 +58,8 @@ def time_to_threshold(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--env", default="Pendulum-v1", choices=list(GOALS))
+    with_goal = [env for env, goal in GOALS.items() if goal["goal"] is not None]
+    parser.add_argument("--env", default="Pendulum-v1", choices=with_goal)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-freq", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=5)

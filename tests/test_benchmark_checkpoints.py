@@ -1,6 +1,6 @@
-"""The benchmarks' helpers (``benchmarks/common.py``): checkpoints (``ResumableRun``: a run cut off after a checkpoint
-resumes from it with its learning curve, replay buffer and DTW reward-wrapper state), the seeded evaluation curve and
-the MinAtar DQN baseline."""
+"""Resumable runs (``sb3_dreamer.common.ResumableRun``: a run cut off after a checkpoint resumes from it with its learning
+curve, replay buffer and DTW reward-wrapper state), the seeded evaluation curve (``EvalCurve``), and the benchmarks'
+helpers (``benchmarks/common.py``: the MinAtar DQN baseline, the job scheduler)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from stable_baselines3.common.monitor import Monitor
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
 from sb3_dreamer import Dreamer
 from sb3_dreamer.alignment import DTWRewardWrapper, record_trajectories
+from sb3_dreamer.common import EvalCurve, ResumableRun
 from tests.conftest import tiny
 
 th.set_num_threads(1)
@@ -61,23 +62,23 @@ def reference(tmp_path_factory) -> str:
     )
 
 
-def make_run(common, reference: str, directory: Path):
+def make_run(reference: str, directory: Path):
     wrapper_kwargs = dict(reference=reference, seed=0, pretrain_steps=5, refit_steps=5, refit_interval=100)
     env = make_vec_env(TARGET, seed=0, wrapper_class=DTWRewardWrapper, wrapper_kwargs=wrapper_kwargs)
-    curve = common.EvalCurve(Monitor(gym.make(TARGET)), 100, 1, "test")
-    return env, curve, common.ResumableRun(directory, 300, curve, env.envs[0])
+    curve = EvalCurve(Monitor(gym.make(TARGET)), 100, 1, "test")
+    return env, curve, ResumableRun(directory, 300, curve, env.envs[0])
 
 
-def test_cut_off_run_resumes_from_its_last_checkpoint(common, reference: str, tmp_path) -> None:
+def test_cut_off_run_resumes_from_its_last_checkpoint(reference: str, tmp_path) -> None:
     directory = tmp_path / "checkpoints" / "run_0"
-    env, curve, checkpoint = make_run(common, reference, directory)
+    env, curve, checkpoint = make_run(reference, directory)
     assert checkpoint.restore(lambda path: Dreamer.load(path, env=env)) is None  # nothing saved yet
     model = Dreamer("MlpPolicy", env, seed=0, **TINY)
     with pytest.raises(CutOff):
         model.learn(600, callback=[curve, checkpoint, CutOffAt(450)])
     assert env.envs[0].rewarder.n_episodes == 2 and len(curve.curve) == 4  # state at the cut-off ...
 
-    env, curve, checkpoint = make_run(common, reference, directory)
+    env, curve, checkpoint = make_run(reference, directory)
     restored = checkpoint.restore(lambda path: Dreamer.load(path, env=env))
     # ... but the checkpoint of step 300 is what comes back: one finished episode, three evaluations.
     assert restored.num_timesteps == 300 and [point["step"] for point in curve.curve] == [100, 200, 300]
@@ -90,7 +91,7 @@ def test_cut_off_run_resumes_from_its_last_checkpoint(common, reference: str, tm
 
     # Killed between the two renames of save(): the previous checkpoint (".old") is used.
     os.replace(directory, directory.with_name(directory.name + ".old"))
-    env, curve, checkpoint = make_run(common, reference, directory)
+    env, curve, checkpoint = make_run(reference, directory)
     assert checkpoint.restore(lambda path: Dreamer.load(path, env=env)).num_timesteps == 600  # the last checkpoint
     checkpoint.remove()
     assert not any(directory.parent.iterdir())
@@ -103,21 +104,21 @@ class ConstantPolicy:
         return np.full((len(obs), 1), 0.5, dtype=np.float32), None
 
 
-def evaluate_once(common, seed: int, learned_reward) -> dict:
-    curve = common.EvalCurve(Monitor(gym.make(TARGET)), 100, 2, "test", learned_reward=learned_reward, seed=seed)
+def evaluate_once(seed: int, learned_reward) -> dict:
+    curve = EvalCurve(Monitor(gym.make(TARGET)), 100, 2, "test", learned_reward=learned_reward, seed=seed)
     curve.model, curve.num_timesteps = ConstantPolicy(), 100
     curve._on_step()
     return curve.curve[0]
 
 
-def test_eval_curve_is_seeded_and_sums_the_learned_reward(common) -> None:
-    first, second = evaluate_once(common, 7, lambda obs: 1.0), evaluate_once(common, 7, lambda obs: 1.0)
+def test_eval_curve_is_seeded_and_sums_the_learned_reward() -> None:
+    first, second = evaluate_once(7, lambda obs: 1.0), evaluate_once(7, lambda obs: 1.0)
     assert (first["mean"], first["std"]) == (second["mean"], second["std"])  # same initial states
     assert first["learned_mean"] == 200.0  # one per step of the two 200-step episodes, not mixed with a third
 
     # The learned return of each evaluation episode, replayed by hand: the first reset seeds, evaluate_policy's resets
     # continue the stream.
-    point = evaluate_once(common, 7, lambda obs: float(obs[0]))
+    point = evaluate_once(7, lambda obs: float(obs[0]))
     env = gym.make(TARGET)
     env.reset(seed=7)
     sums, true_returns = [], []
