@@ -173,3 +173,16 @@ def test_multisource_schedule_runs_dependencies_first_and_skips_after_failures()
     assert all(order.index(dep) < order.index(name) for name in order for dep in jobs[name])
     assert "target-meta_0" not in order and "target-fractional0.2_0" in order  # meta needs the failed source
     assert sorted(codes) == [0] * (len(order) - 1) + [1]
+
+
+SCRIPTS = sorted(path for path in (ROOT / "benchmarks").glob("*.py") if path.stem != "common")  # common: helpers
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[path.stem for path in SCRIPTS])
+def test_benchmark_scripts_import(script: Path, monkeypatch) -> None:
+    """Every benchmark script imports (a script that imports a removed name fails here, not in a user's run)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the scripts run with their folder on sys.path
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
