@@ -13,15 +13,14 @@ This module imports numpy, dtaidistance and :mod:`~sb3_dreamer.alignment.scaling
 can be used on logged data offline.
 """
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from dtaidistance import dtw, dtw_ndim
 
 from sb3_dreamer.alignment.scaling import observation_scale
 
-LABEL_MODES = ("source_reward", "source_reward_split", "tracking", "tracking_exp")
 #: Label modes whose label is a function of the local alignment cost (they need no source rewards).
 TRACKING_MODES = ("tracking", "tracking_exp")
 
@@ -386,17 +385,24 @@ def label_episode(
     """
     if mode not in LABEL_MODES:
         raise ValueError(f"unknown label mode {mode!r}, expected one of {LABEL_MODES}")
-    alignment = align(target, references, window=window, open_end=open_end, stats=stats, coarse_stride=coarse_stride)
-    n_target = len(target)
-    if mode in TRACKING_MODES:
-        target_n = normalise(np.asarray(target, np.float64), stats)
-        reference_n = normalise(np.asarray(references[alignment.reference_index], np.float64), stats)
-        if mode == "tracking_exp":
-            return tracking_exp_labels(alignment.path, target_n, reference_n, cost_scale), alignment
-        return tracking_labels(alignment.path, target_n, reference_n), alignment
-    if reference_rewards is None:
+    if mode not in TRACKING_MODES and reference_rewards is None:
         raise ValueError(f"label mode {mode!r} needs reference rewards")
-    rewards = reference_rewards[alignment.reference_index]
-    if mode == "source_reward":
-        return source_reward_labels(alignment.path, n_target, rewards), alignment
-    return source_reward_split_labels(alignment.path, n_target, rewards), alignment
+    alignment = align(target, references, window=window, open_end=open_end, stats=stats, coarse_stride=coarse_stride)
+    target_n = normalise(np.asarray(target, np.float64), stats)
+    reference_n = normalise(np.asarray(references[alignment.reference_index], np.float64), stats)
+    rewards = None if reference_rewards is None else reference_rewards[alignment.reference_index]
+    return LABELLERS[mode](alignment.path, target_n, reference_n, rewards, cost_scale), alignment
+
+
+#: The label modes, in one table: mode -> ``labeller(path, target, reference, reference_rewards, cost_scale)`` on the
+#: normalised target and reference episodes (``reference_rewards`` None for the tracking modes).
+LABELLERS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, Any, float], np.ndarray]] = {
+    "source_reward": lambda path, target, reference, rewards, scale: source_reward_labels(path, len(target), rewards),
+    "source_reward_split": lambda path, target, reference, rewards, scale: source_reward_split_labels(
+        path, len(target), rewards
+    ),
+    "tracking": lambda path, target, reference, rewards, scale: tracking_labels(path, target, reference),
+    "tracking_exp": lambda path, target, reference, rewards, scale: tracking_exp_labels(path, target, reference, scale),
+}
+#: Label modes (see :data:`LABELLERS` and the label functions).
+LABEL_MODES = tuple(LABELLERS)
