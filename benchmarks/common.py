@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
@@ -140,3 +141,77 @@ def schedule(jobs: dict[str, list[str]], done: set[str], launch: Callable[[str],
                 codes.append(code)
                 (done if code == 0 else failed).add(name)
     return codes
+
+
+def job_cli(
+    doc: str,
+    script: str,
+    result_name: str,
+    jobs_of: Callable[[int], dict[str, list[str]]],
+    run_one: Callable[[str, Path, Any], None],
+    summarise: Callable[[Path, Any], str],
+    checkpoint_freq: int | None = None,
+) -> None:
+    """Command line of a benchmark made of dependent jobs, one process each: ``--seeds``, ``--jobs``, ``--eval-freq``,
+    ``--eval-episodes``, ``--quick``, ``--out``, ``--summarise-only`` (and ``--checkpoint-freq`` if given a default).
+
+    Runs whose ``<out>/<name>.json`` exists are skipped; the others run as ``script --single <name>`` processes,
+    ``--jobs`` at a time, each after the runs it depends on (:func:`schedule`); then the summary is printed.
+
+    :param doc: the script's docstring (the ``--help`` text)
+    :param script: the script's ``__file__``
+    :param result_name: results go to ``benchmarks/results/<result_name>`` (``_quick`` appended with ``--quick``)
+    :param jobs_of: run names of one seed and the runs each depends on
+    :param run_one: ``run_one(name, out, args)`` runs one job in this process
+    :param summarise: ``summarise(out, args)`` returns the table to print
+    :param checkpoint_freq: default of ``--checkpoint-freq`` (None: the script has no such option)
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
+    parser.add_argument("--eval-freq", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    if checkpoint_freq is not None:
+        parser.add_argument("--checkpoint-freq", type=int, default=checkpoint_freq)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets through every stage (a pipeline check)")
+    parser.add_argument("--out", type=Path, default=None, help=f"default: benchmarks/results/{result_name}[_quick]")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--single", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    out = args.out or Path(script).parent / "results" / (f"{result_name}_quick" if args.quick else result_name)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.single:
+        run_one(args.single, out, args)
+        return
+    if not args.summarise_only:
+        jobs = {name: deps for seed in args.seeds for name, deps in jobs_of(seed).items()}
+        done = {name for name in jobs if (out / f"{name}.json").exists()}
+        print(f"{len(jobs) - len(done)} runs to do: {[n for n in jobs if n not in done]}", flush=True)
+
+        def launch(name: str) -> int:
+            command = [sys.executable, script, "--single", name, "--out", str(out), "--eval-freq", str(args.eval_freq)]
+            command += ["--eval-episodes", str(args.eval_episodes)]
+            if checkpoint_freq is not None:
+                command += ["--checkpoint-freq", str(args.checkpoint_freq)]
+            return subprocess.call(command + (["--quick"] if args.quick else []))
+
+        codes = schedule(jobs, done, launch, args.jobs)
+        if any(codes):
+            print(f"some runs failed: {codes}", file=sys.stderr)
+    print(summarise(out, args))
+
+
+def finals_and_aucs(runs: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Final evaluation and area under the learning curve (the mean of the evaluations) of each run's ``curve``."""
+    return [run["curve"][-1]["mean"] for run in runs], [float(np.mean([p["mean"] for p in run["curve"]])) for run in runs]
+
+
+def plot_runs(ax: Any, runs: list[dict[str, Any]], color: int, label: str, **style: Any) -> None:
+    """One line per run (evaluation return against env steps), labelled once."""
+    for i, run in enumerate(runs):
+        points = run["curve"]
+        ax.plot([p["step"] for p in points], [p["mean"] for p in points], color=f"C{color}", label=label if i == 0 else None,
+                **{"alpha": 0.8, "linewidth": 1, **style})  # fmt: skip

@@ -26,11 +26,8 @@ every stage (a pipeline check, not a result).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -139,6 +136,7 @@ def summarise(out: Path, quick: bool) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from common import finals_and_aucs, plot_runs
 
     runs = {path.stem: json.loads(path.read_text()) for path in sorted(out.glob("*_*.json"))}
     lines = [
@@ -151,17 +149,13 @@ def summarise(out: Path, quick: bool) -> str:
         group = sorted((run for key, run in runs.items() if key.startswith(prefix)), key=lambda run: run["seed"])
         if not group:
             continue
-        finals = [run["curve"][-1]["mean"] for run in group]
-        aucs = [float(np.mean([point["mean"] for point in run["curve"]])) for run in group]
+        finals, aucs = finals_and_aucs(group)
         steps = budgets(quick)[0] if method == "zero-shot" else source_steps(method, quick)
         lines.append(
             f"| {method} | {len(group)} | {steps} | {', '.join(f'{f:.0f}' for f in finals)} | {np.mean(finals):.0f} ± "
             f"{np.std(finals):.0f} | {', '.join(f'{a:.0f}' for a in aucs)} | {np.mean(aucs):.0f} |"
         )
-        for i, run in enumerate(group):
-            points = run["curve"]
-            ax.plot([p["step"] for p in points], [p["mean"] for p in points], color=f"C{color}", alpha=0.8, linewidth=1,
-                    label=method if i == 0 else None)  # fmt: skip
+        plot_runs(ax, group, color, method)
     sources = [f"seed {run['seed']}: {run['sources_final']}" for key, run in runs.items() if key.startswith("multitask_")]
     ax.set_title(f"{TARGET} (one line per seed; zero-shot: x = multi-task training steps)", fontsize=9)
     ax.set_xlabel("environment steps")
@@ -175,38 +169,11 @@ def summarise(out: Path, quick: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
-    parser.add_argument("--eval-freq", type=int, default=1000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--checkpoint-freq", type=int, default=2000)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets through every stage (a pipeline check)")
-    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/multisource[_quick]")
-    parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument("--single", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "results" / ("multisource_quick" if args.quick else "multisource")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.single:
-        run_one(args.single, out, args.eval_freq, args.eval_episodes, args.checkpoint_freq, args.quick)
-        return
-    if not args.summarise_only:
-        from common import schedule
+    from common import job_cli
 
-        jobs = {name: deps for seed in args.seeds for name, deps in jobs_of(seed).items()}
-        done = {name for name in jobs if (out / f"{name}.json").exists()}
-        print(f"{len(jobs) - len(done)} runs to do: {[n for n in jobs if n not in done]}", flush=True)
-
-        def launch(name: str) -> int:
-            command = [sys.executable, __file__, "--single", name, "--out", str(out), "--eval-freq", str(args.eval_freq)]
-            command += ["--eval-episodes", str(args.eval_episodes), "--checkpoint-freq", str(args.checkpoint_freq)]
-            return subprocess.call(command + (["--quick"] if args.quick else []))
-
-        codes = schedule(jobs, done, launch, args.jobs)
-        if any(codes):
-            print(f"some runs failed: {codes}", file=sys.stderr)
-    print(summarise(out, args.quick))
+    job_cli(__doc__, __file__, "multisource", jobs_of,
+            lambda name, out, a: run_one(name, out, a.eval_freq, a.eval_episodes, a.checkpoint_freq, a.quick),
+            lambda out, args: summarise(out, args.quick), checkpoint_freq=2000)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,11 +27,8 @@ Run: ``python benchmarks/pretraining.py`` (3 seeds); ``--quick`` is a pipeline c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -230,6 +227,7 @@ def summarise(out: Path) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from common import finals_and_aucs
 
     runs = {path.stem: json.loads(path.read_text()) for path in sorted(out.glob("*.json"))}
     lines = [
@@ -242,8 +240,7 @@ def summarise(out: Path) -> str:
         group = sorted((r for k, r in runs.items() if k.startswith(f"finetune-{variant}_")), key=lambda r: r["name"])
         if not group:
             continue
-        finals = [run["curve"][-1]["mean"] for run in group]
-        aucs = [float(np.mean([point["mean"] for point in run["curve"]])) for run in group]
+        finals, aucs = finals_and_aucs(group)
         windows = np.array([loss_windows(run["world_model_loss"]) for run in group])
         lines.append(
             f"| {variant} | {len(group)} | {', '.join(f'{f:.1f}' for f in finals)} | {np.mean(finals):.1f} | "
@@ -274,37 +271,11 @@ def summarise(out: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (each uses BENCH_THREADS torch threads)")
-    parser.add_argument("--eval-freq", type=int, default=1000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets through every stage (a pipeline check)")
-    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/pretraining[_quick]")
-    parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument("--single", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "results" / ("pretraining_quick" if args.quick else "pretraining")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.single:
-        run_one(args.single, out, args.eval_freq, args.eval_episodes, args.quick)
-        return
-    if not args.summarise_only:
-        from common import schedule
+    from common import job_cli
 
-        jobs = {name: deps for seed in args.seeds for name, deps in jobs_of(seed).items()}
-        done = {name for name in jobs if (out / f"{name}.json").exists()}
-        print(f"{len(jobs) - len(done)} runs to do: {[n for n in jobs if n not in done]}", flush=True)
-
-        def launch(name: str) -> int:
-            command = [sys.executable, __file__, "--single", name, "--out", str(out), "--eval-freq", str(args.eval_freq)]
-            command += ["--eval-episodes", str(args.eval_episodes)]
-            return subprocess.call(command + (["--quick"] if args.quick else []))
-
-        codes = schedule(jobs, done, launch, args.jobs)
-        if any(codes):
-            print(f"some runs failed: {codes}", file=sys.stderr)
-    print(summarise(out))
+    job_cli(__doc__, __file__, "pretraining", jobs_of,
+            lambda name, out, args: run_one(name, out, args.eval_freq, args.eval_episodes, args.quick),
+            lambda out, args: summarise(out))  # fmt: skip
 
 
 if __name__ == "__main__":
