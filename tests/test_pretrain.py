@@ -109,6 +109,9 @@ def test_dataset_errors_name_the_problem(tmp_path: Path, cartpole_dataset: Offli
         cartpole_dataset.replay_buffer(wide.observation_space, wide.action_space)
     index = cartpole_dataset.path / "dataset.json"
     meta = json.loads(index.read_text())
+    np.savez(cartpole_dataset.path / meta["episodes"][1]["file"], rewards=np.zeros(3))  # a foreign file
+    with pytest.raises(UsageError, match=r"lacks \['is_first'"):
+        list(OfflineDataset(cartpole_dataset.path).iter_episodes())
     (cartpole_dataset.path / meta["episodes"][0]["file"]).write_bytes(b"garbage")
     with pytest.raises(UsageError, match="missing or corrupt"):
         list(OfflineDataset(cartpole_dataset.path).iter_episodes())

@@ -31,6 +31,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 from gymnasium import spaces
 
 from sb3_dreamer.common.usage import UsageError
@@ -200,19 +201,25 @@ class OfflineDataset:
                     rows = {key: data[key] for key in data.files}
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
                 raise UsageError(f"Episode file {file} is missing or corrupt ({error})") from None
+            missing = sorted({*_ROW_KEYS, *(f"obs/{key}" for key in self.meta["observation"])} - set(rows))
+            if missing:
+                raise UsageError(f"Episode file {file} lacks {missing} (not written by this dataset's add_episode)")
             yield rows
 
-    def replay_buffer(self, observation_space: spaces.Space, action_space: spaces.Space) -> SequenceReplayBuffer:
+    def replay_buffer(
+        self, observation_space: spaces.Space, action_space: spaces.Space, device: str | th.device = "cpu"
+    ) -> SequenceReplayBuffer:
         """All episodes in one replay stream (windows across episodes reset at ``is_first``, as in DreamerV3).
 
         :param observation_space: the model's observation space (checked against the dataset's layout)
         :param action_space: the model's action space (checked likewise)
+        :param device: device of the sampled tensors (the model's)
         """
         self.check_layout(observation_space, action_space)
         if not self.episodes:
             raise UsageError(f"The dataset {str(self.path)!r} holds no episodes")
         rows = sum(ep["length"] + 1 for ep in self.episodes)
-        buffer = SequenceReplayBuffer(rows, observation_space, action_space, device="cpu", action_dim=self.action_dim)
+        buffer = SequenceReplayBuffer(rows, observation_space, action_space, device=device, action_dim=self.action_dim)
         for episode in self.iter_episodes():
             obs = {key: episode[f"obs/{key}"] for key in self.meta["observation"]}
             buffer.extend(obs, *(episode[key] for key in _ROW_KEYS))

@@ -71,7 +71,7 @@ def pretrain_world_model(
     if checkpoint_freq and checkpoint_path is None:
         raise UsageError("checkpoint_freq needs a checkpoint_path")
     dataset = dataset if isinstance(dataset, OfflineDataset) else OfflineDataset(dataset)
-    buffer = dataset.replay_buffer(model.observation_space, model.action_space)
+    buffer = dataset.replay_buffer(model.observation_space, model.action_space, device=model.device)
     if not buffer.can_sample(model.batch_length):
         raise UsageError(f"The dataset holds {buffer.size()} rows, fewer than one window of batch_length {model.batch_length}")
     if getattr(model, "_logger", None) is None:
