@@ -7,6 +7,9 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 - ``dreamer_dtw_<mode>``: Dreamer initialised from the source model (``target_learning_starts`` random warm-up
   steps, then the source policy acts and learns), trained on the DTW reward of ``<mode>``
   (``source_reward``, ``source_reward_split``, ``tracking``);
+- ``dreamer_reference_only`` and ``dreamer_dtw_source_reward_noanchor`` (controls of ``dreamer_dtw_source_reward``):
+  the reward model learns from the reference alone (pre-fit and reference anchor, no DTW labels: ``dtw_labels=False``),
+  or from the DTW labels without the reference anchor (``anchor_reference=False``);
 - ``dreamer_oracle``: the same, trained on the target's true reward (the upper reference, score 1);
 - ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
   algorithm-agnostic; SAC cannot start from a Dreamer);
@@ -18,7 +21,11 @@ Each evaluation of a DTW variant also records ``learned_mean``: the return of th
 model at that time (the agent optimises that return; where it rises while the true one falls, the model misleads it).
 Results: one JSON per run, ``transfer.md`` (tables), ``summary.json`` and ``transfer_<pair>.png`` (curves) in ``--out``.
 
-Run: ``python benchmarks/transfer.py --pair pendulum`` (2 processes with 1 torch thread each).
+Every run goes through the library's pipeline stages (:func:`sb3_dreamer.transfer.train_source`,
+:func:`sb3_dreamer.transfer.train_target`, with their checkpoints), so the published numbers come from the code users run.
+
+Run: ``python benchmarks/transfer.py --pair pendulum`` (2 processes with 1 torch thread each); ``--quick --out /tmp/x``
+checks every stage with tiny budgets.
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ from sb3_dreamer.alignment.dtw import LABEL_MODES
 DREAMER_CPU: dict[str, Any] = {}
 
 
-def _pair(name: str, source_steps: int, target_steps: int, warm_up: int, eval_freq: int, **extra: Any) -> dict[str, Any]:
-    """One benchmark pair: ``sb3_dreamer/<name>Source-v0`` / ``<name>Target-v0``, step budgets, Dreamer settings."""
+def _pair(
+    source: str, target: str, source_steps: int, target_steps: int, warm_up: int, eval_freq: int, **extra: Any
+) -> dict[str, Any]:
+    """One benchmark pair: ``sb3_dreamer/<source>-v0`` / ``sb3_dreamer/<target>-v0``, step budgets, Dreamer settings."""
     return dict(
-        source=f"sb3_dreamer/{name}Source-v0",
-        target=f"sb3_dreamer/{name}Target-v0",
+        source=f"sb3_dreamer/{source}-v0",
+        target=f"sb3_dreamer/{target}-v0",
         source_steps=source_steps,
         target_steps=target_steps,
         target_learning_starts=warm_up,
@@ -58,12 +67,14 @@ def _pair(name: str, source_steps: int, target_steps: int, warm_up: int, eval_fr
 
 
 #: Benchmark pairs. ``sac_zoo_entry``: the rl-zoo SAC entry used for the SAC variants; ``dtw_kwargs``: extra
-#: ``DTWRewardWrapper`` arguments of the DTW variants. Pendulum's ``max_label_cost`` was chosen with
-#: ``reward_fidelity.py``, which looks at the target's true reward (0.5 and 2.0 gave the same fidelity; see
-#: benchmarks/README.md).
+#: ``DTWRewardWrapper`` arguments of the DTW variants (passed on to ``DTWRewarder``). The Pendulum pairs' label filter
+#: is reward-free: ``max_label_cost="reference"`` derives the threshold from the reference episodes alone. (The
+#: published Pendulum tables used ``max_label_cost=0.5``, chosen with ``reward_fidelity.py``, which looks at the target's
+#: true reward; their JSONs record it in ``wrapper_kwargs``.)
 PAIRS: dict[str, dict[str, Any]] = {
     "pendulum": _pair(
-        "Pendulum",
+        "PendulumSource",
+        "PendulumTarget",
         6_000,
         5_000,
         400,
@@ -71,13 +82,17 @@ PAIRS: dict[str, dict[str, Any]] = {
         sac_steps=10_000,
         sac_zoo_entry="Pendulum-v1",
         dreamer=DREAMER_CPU,
-        dtw_kwargs=dict(max_label_cost=0.5),
+        dtw_kwargs=dict(max_label_cost="reference"),
     ),
+    # Time warp (Telepath's gap, https://github.com/TroddenSpade/Telepath): Pendulum with action repeat 4 (source,
+    # 50-step episodes) and 2 (target, 100-step episodes), same physics. Budgets: the Pendulum pair's in agent steps
+    # (not tuned for this pair), i.e. 120 source and 50 target episodes.
     # Hopper: Dreamer at train_freq 5 ran 8.7 env steps/s per process in the first 20k source steps (two runs plus other
     # jobs on the 2 cores) and 12.8 with only the two runs, so a 60k source takes ~1.5-2 h and a 20k target run ~30-40
     # min; the whole pair is ~10-12 h of CPU, spread over sessions by the checkpoints (first planned at 100k / 30k).
     "hopper": _pair(
-        "Hopper",
+        "HopperSource",
+        "HopperTarget",
         60_000,
         20_000,
         2_000,
@@ -88,9 +103,76 @@ PAIRS: dict[str, dict[str, Any]] = {
         dtw_kwargs={},
     ),
 }
+# Time warp (Telepath's gap, https://github.com/TroddenSpade/Telepath): Pendulum with action repeat 4 (source, 50-step
+# episodes) and 2 (target, 100-step episodes), same physics. Budgets: the Pendulum pair's in agent steps (not tuned for
+# this pair), i.e. 120 source and 50 target episodes.
+PAIRS["pendulum_repeat"] = dict(
+    PAIRS["pendulum"], source="sb3_dreamer/PendulumRepeat4-v0", target="sb3_dreamer/PendulumRepeat2-v0"
+)
 #: The evaluation env of a run's learning curve is seeded with ``common.EVAL_SEED + seed``; runs made at 62b58bb or
 #: earlier (their JSON's ``commit``) evaluated on an unseeded env.
-VARIANTS = (*(f"dreamer_dtw_{mode}" for mode in LABEL_MODES), "dreamer_oracle", "sac_dtw_source_reward", "sac_oracle")
+#: Controls of the DTW reward (issue 19, item 2), run like the DTW variants: variant -> (label mode, extra
+#: ``DTWRewarder`` arguments). Reference only: pre-fit and reference anchor, no DTW labels; no anchor: DTW labels only.
+DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dreamer_reference_only": ("source_reward", dict(dtw_labels=False)),
+    "dreamer_dtw_source_reward_noanchor": ("source_reward", dict(anchor_reference=False)),
+}
+VARIANTS = (
+    *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
+    *DTW_CONTROLS,
+    "dreamer_oracle",
+    "sac_dtw_source_reward",
+    "sac_oracle",
+)
+#: ``--quick``: budgets of a check of every stage in a few minutes (the agents learn little).
+QUICK = dict(
+    source_steps=400,
+    target_steps=300,
+    sac_steps=300,
+    target_learning_starts=100,
+    eval_freq=100,
+    dreamer_quick=dict(learning_starts=100, train_freq=8),
+    dtw_quick=dict(refit_interval=100),  # a refit after each target episode, so the reward model changes
+)
+QUICK_EPISODES = 2
+
+
+def pair_spec(pair: str, quick: bool = False) -> dict[str, Any]:
+    """The settings of ``pair``; with ``quick`` its budgets replaced by :data:`QUICK`'s."""
+    spec = dict(PAIRS[pair])
+    if quick:
+        overrides = dict(QUICK)
+        spec["dreamer"] = dict(spec["dreamer"], **overrides.pop("dreamer_quick"))
+        spec["dtw_kwargs"] = dict(spec["dtw_kwargs"], **overrides.pop("dtw_quick"))
+        spec.update(overrides)
+    return spec
+
+
+def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
+    """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
+    if variant in DTW_CONTROLS:
+        return DTW_CONTROLS[variant]
+    if "_dtw_" in variant:
+        return variant.split("_dtw_")[1], {}
+    return None
+
+
+def _config(spec: dict[str, Any], seed: int, references: int, eval_episodes: int, **fields: Any) -> Any:
+    """The library's ``TransferConfig`` of one run of the pair ``spec``."""
+    from sb3_dreamer.transfer import TransferConfig
+
+    return TransferConfig(
+        source_env=spec["source"],
+        target_env=spec["target"],
+        source_steps=spec["source_steps"],
+        target_steps=spec["target_steps"],
+        n_reference_episodes=references,
+        init_from_source=True,
+        dreamer_kwargs=dict(spec["dreamer"]),
+        eval_episodes=eval_episodes,
+        seed=seed,
+        **fields,
+    )
 
 
 def _checkpoint_dir(out: Path, variant: str, seed: int) -> Path:
@@ -125,124 +207,94 @@ def _claim(out: Path, variant: str, seed: int) -> Path | None:
         mine.unlink()
 
 
-def run_source(pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int) -> None:
-    """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward."""
-    import gymnasium as gym
-    from stable_baselines3.common.monitor import Monitor
+def run_source(
+    pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int, quick: bool = False
+) -> None:
+    """Train the source Dreamer, record the references, evaluate random and zero-shot on the target's true reward
+    (``sb3_dreamer.transfer.train_source``)."""
+    from sb3_dreamer.transfer import train_source
 
-    from sb3_dreamer import Dreamer
-    from sb3_dreamer.alignment import record_trajectories
-    from sb3_dreamer.common import EvalCurve, ResumableRun
-    from sb3_dreamer.transfer import RandomPolicy, evaluate_on_env
-
-    spec = PAIRS[pair]
-    label = f"{pair} source seed {seed}"
-    evaluate = EvalCurve(Monitor(gym.make(spec["source"])), spec["eval_freq"], eval_episodes, label, seed=EVAL_SEED + seed)
-    checkpoint = ResumableRun(_checkpoint_dir(out, "source", seed), checkpoint_freq, evaluate)
-    source = checkpoint.restore(lambda path: Dreamer.load(path, env=Monitor(gym.make(spec["source"])), seed=seed))
-    resumed = source is not None
-    if source is None:
-        source = Dreamer("MlpPolicy", spec["source"], seed=seed, **spec["dreamer"])
-    source.learn(spec["source_steps"] - source.num_timesteps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
-    source.save(out / f"source_{seed}.zip")
-    record_trajectories(source, spec["source"], references, seed=seed).save(out / f"reference_{seed}.npz")
-
+    spec = pair_spec(pair, quick)
+    stage = train_source(
+        _config(spec, seed, references, eval_episodes),
+        out,
+        eval_freq=spec["eval_freq"],
+        eval_seed=EVAL_SEED + seed,
+        checkpoint_freq=checkpoint_freq,
+        checkpoint_dir=_checkpoint_dir(out, "source", seed),
+        source_file=f"source_{seed}.zip",
+        reference_file=f"reference_{seed}.npz",
+        label=f"{pair} source seed {seed}",
+    )
     result = dict(
         pair=pair,
         variant="source",
         seed=seed,
-        curve=evaluate.curve,
-        random=evaluate_on_env(RandomPolicy(gym.make(spec["target"]).action_space, seed), spec["target"], eval_episodes, seed),
-        source_zero_shot=evaluate_on_env(source, spec["target"], eval_episodes, seed),
-        seconds=time.perf_counter() - evaluate.start,  # includes the time before a resume
-        resumed=resumed,
+        curve=stage.curve,
+        random=stage.random,
+        source_zero_shot=stage.source_zero_shot,
+        seconds=stage.seconds,  # includes the time before a resume
+        resumed=stage.resumed,
     )
     (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
-    checkpoint.remove()
 
 
-def run_target(pair: str, variant: str, seed: int, out: Path, eval_episodes: int, checkpoint_freq: int) -> None:
-    """Train one target variant on the reward-free target and record its true-reward learning curve."""
-    import gymnasium as gym
+def run_target(
+    pair: str, variant: str, seed: int, out: Path, eval_episodes: int, checkpoint_freq: int, quick: bool = False
+) -> None:
+    """Train one target variant on the reward-free target and record its true-reward learning curve
+    (``sb3_dreamer.transfer.train_target``)."""
     from common import zoo_hyperparams
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.monitor import Monitor
 
-    from sb3_dreamer import Dreamer
-    from sb3_dreamer.alignment import DTWRewardWrapper
-    from sb3_dreamer.common import EvalCurve, ResumableRun
+    from sb3_dreamer.transfer import train_target
 
     commit = code_commit()  # the code this process imported (a commit made while it runs does not count)
-    spec = PAIRS[pair]
-    wrapper_kwargs: dict[str, Any] = {}
-    if "_dtw_" in variant:
-        label_mode = variant.split("_dtw_")[1]
-        wrapper_kwargs = dict(
-            reference=str(out / f"reference_{seed}.npz"), label_mode=label_mode, seed=seed, **spec["dtw_kwargs"]
-        )
-    env = make_vec_env(
-        spec["target"],
-        seed=seed,
-        wrapper_class=DTWRewardWrapper if wrapper_kwargs else None,
-        wrapper_kwargs=wrapper_kwargs or None,
-    )
-    label = f"{pair} {variant} seed {seed}"
-    # DTW variants: each evaluation also sums the current reward model over the evaluation episodes (``learned_mean``).
-    learned_reward = env.envs[0].rewarder.predict if wrapper_kwargs else None
-    evaluate = EvalCurve(
-        Monitor(gym.make(spec["target"])),
-        spec["eval_freq"],
+    spec = pair_spec(pair, quick)
+    setting = _reward_setting(variant)
+    label_mode, extra = setting if setting is not None else ("source_reward", {})
+    algo = "dreamer" if variant.startswith("dreamer_") else "sac"
+    config = _config(
+        spec,
+        seed,
+        1,  # unused: the references were recorded by the source run
         eval_episodes,
-        label,
-        learned_reward=learned_reward,
-        seed=EVAL_SEED + seed,
+        label_mode=label_mode,
+        wrapper_kwargs={**spec["dtw_kwargs"], **extra},
     )
-    # DTWRewardWrapper(Monitor(env)) is the outermost wrapper of the single sub-env.
-    checkpoint = ResumableRun(
-        _checkpoint_dir(out, variant, seed), checkpoint_freq, evaluate, env.envs[0] if wrapper_kwargs else None
-    )
-    algo: Any = Dreamer if variant.startswith("dreamer_") else SAC
-    model: Any = checkpoint.restore(lambda path: algo.load(path, env=env, seed=seed))
-    resumed = model is not None
-    steps = spec["target_steps"] if algo is Dreamer else spec["sac_steps"]
-    if model is None and algo is Dreamer:
+    if algo == "sac":
+        config.target_steps = spec["sac_steps"]
+    stage = train_target(
+        config,
+        out,
+        algo=algo,
+        reward="oracle" if setting is None else "dtw",
+        algo_kwargs=zoo_hyperparams("sac", spec["sac_zoo_entry"])[0] if algo == "sac" else None,
         # Fine-tuning: fewer random warm-up steps than from scratch (the world model already knows similar dynamics).
-        source_path = out / f"source_{seed}.zip"
-        model = Dreamer.load(source_path, env=env, seed=seed, learning_starts=spec["target_learning_starts"])
-    elif model is None:
-        model = SAC("MlpPolicy", env, seed=seed, verbose=0, **zoo_hyperparams("sac", spec["sac_zoo_entry"])[0])
-    # A model loaded from the source carries the source's step count: reset it unless resuming this run.
-    done_steps = model.num_timesteps if resumed else 0
-    model.learn(steps - done_steps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
-    # The final agent (and reward model) for later analysis; gitignored like the checkpoints.
-    (out / "final").mkdir(exist_ok=True)
-    model.save(out / "final" / f"{variant}_{seed}.zip")
-    if wrapper_kwargs:
-        env.envs[0].save_state(out / "final" / f"{variant}_{seed}_wrapper.npz")
-    dtw_stats = {}
-    if wrapper_kwargs:
-        rewarder = env.envs[0].rewarder
-        dtw_stats = dict(
-            episodes=rewarder.n_episodes,
-            refits=rewarder.n_refits,
-            truncated_refits=rewarder.n_truncated_refits,
-            labels_stored=rewarder.n_labels,  # all target steps unless max_label_cost dropped some
-        )
+        learning_starts=spec["target_learning_starts"] if algo == "dreamer" else None,
+        source_path=out / f"source_{seed}.zip",
+        reference_path=out / f"reference_{seed}.npz",
+        eval_freq=spec["eval_freq"],
+        eval_seed=EVAL_SEED + seed,
+        checkpoint_freq=checkpoint_freq,
+        checkpoint_dir=_checkpoint_dir(out, variant, seed),
+        # The final agent (and reward model) for later analysis; gitignored like the checkpoints.
+        model_file=f"final/{variant}_{seed}.zip",
+        wrapper_state_file=f"final/{variant}_{seed}_wrapper.npz" if setting is not None else None,
+        label=f"{pair} {variant} seed {seed}",
+    )
     result = dict(
         pair=pair,
         variant=variant,
         seed=seed,
-        steps=steps,
-        curve=evaluate.curve,
-        wrapper_kwargs=jsonable(wrapper_kwargs),
-        dtw=dtw_stats,
-        seconds=time.perf_counter() - evaluate.start,  # includes the time before a resume
-        resumed=resumed,
+        steps=stage.steps,
+        curve=stage.curve,
+        wrapper_kwargs=jsonable(stage.wrapper_kwargs),
+        dtw=stage.dtw,
+        seconds=stage.seconds,  # includes the time before a resume
+        resumed=stage.resumed,
         commit=commit,
     )
     (out / f"{variant}_{seed}.json").write_text(json.dumps(result, indent=1))
-    checkpoint.remove()
 
 
 def summarise(pair: str, out: Path) -> str:
@@ -267,6 +319,14 @@ def summarise(pair: str, out: Path) -> str:
     learned = _learned_table(pair, runs)
     if learned:
         tables.append("\n".join(learned))
+    filters = {
+        variant: sorted({repr(run.get("wrapper_kwargs", {}).get("max_label_cost")) for run in group.values()})
+        for variant, group in runs.items()
+        if "_dtw_" in variant or variant in DTW_CONTROLS
+    }
+    if len({value for values in filters.values() for value in values}) > 1:  # e.g. old 0.5 runs beside new ones
+        listed = "; ".join(f"{variant}: {', '.join(values)}" for variant, values in filters.items())
+        tables.append(f"Label filters differ between the DTW runs (max_label_cost): {listed}.")
     fig, ax = plt.subplots(figsize=(8, 5))
     for index, (variant, group) in enumerate(runs.items()):
         length = min(len(run["curve"]) for run in group.values())
@@ -384,21 +444,30 @@ def main() -> None:
         help="env steps between checkpoints of a run (default: the pair's eval_freq); a cut-off run resumes from its "
         "last checkpoint when the command is run again",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"check every stage with tiny budgets ({QUICK}, {QUICK_EPISODES} reference and evaluation episodes); needs --out",
+    )
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        if args.out is None:
+            parser.error("--quick needs --out (a quick run's results do not belong in benchmarks/results)")
+        args.references = args.eval_episodes = QUICK_EPISODES
     out = args.out or Path(__file__).parent / "results" / "transfer" / args.pair
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint_freq = args.checkpoint_freq or PAIRS[args.pair]["eval_freq"]
+    checkpoint_freq = args.checkpoint_freq or pair_spec(args.pair, args.quick)["eval_freq"]
     if args.single:
         import torch as th
 
         th.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
         variant, seed = args.single[0], int(args.single[1])
         if variant == "source":
-            run_source(args.pair, seed, out, args.references, args.eval_episodes, checkpoint_freq)
+            run_source(args.pair, seed, out, args.references, args.eval_episodes, checkpoint_freq, args.quick)
         else:
-            run_target(args.pair, variant, seed, out, args.eval_episodes, checkpoint_freq)
+            run_target(args.pair, variant, seed, out, args.eval_episodes, checkpoint_freq, args.quick)
         return
     if not args.summarise_only:
         # Sources first; a target job waits for its seed's source (runs that already wrote their JSON are skipped).
@@ -436,6 +505,7 @@ def main() -> None:
                     "--checkpoint-freq",
                     str(checkpoint_freq),
                 ]
+                command += ["--quick"] if args.quick else []
                 code = subprocess.call(command)
             if lock is not None:
                 lock.unlink(missing_ok=True)

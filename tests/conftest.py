@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 
 #: Tiny settings so that a learn() of a few hundred steps takes seconds on a CPU.
 TINY: dict[str, Any] = dict(
@@ -74,6 +75,23 @@ class ImageEnv(gym.Env):
         if space.dtype == np.uint8:
             return self.np_random.integers(0, 256, space.shape, dtype=np.uint8)
         return self.np_random.random(space.shape).astype(space.dtype)
+
+
+class CutOff(Exception):
+    """Stands for the process being killed (raised by :class:`CutOffAt`)."""
+
+
+class CutOffAt(BaseCallback):
+    """Raise :class:`CutOff` when training reaches ``step`` env steps: a run cut off by a session limit or a kill."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps == self.step:
+            raise CutOff
+        return True
 
 
 @pytest.fixture

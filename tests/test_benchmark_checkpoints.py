@@ -12,7 +12,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.monitor import Monitor
 
@@ -20,28 +19,13 @@ import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
 from sb3_dreamer import Dreamer
 from sb3_dreamer.alignment import DTWRewardWrapper, record_trajectories
 from sb3_dreamer.common import EvalCurve, ResumableRun
-from tests.conftest import tiny
+from tests.conftest import CutOff, CutOffAt, tiny
 
 th.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny(train_freq=8, buffer_size=1000)
 TARGET = "sb3_dreamer/PendulumTarget-v0"
-
-
-class CutOff(Exception):
-    """Stands for the process being killed."""
-
-
-class CutOffAt(BaseCallback):
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps == self.step:
-            raise CutOff
-        return True
 
 
 @pytest.fixture(scope="module")

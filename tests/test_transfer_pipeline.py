@@ -1,16 +1,19 @@
-"""The reward-free DTW transfer pipeline end to end, with tiny settings."""
+"""The reward-free DTW transfer pipeline end to end, and its stages (``train_source``, ``train_target``) with their
+checkpoints, with tiny settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+from stable_baselines3 import SAC
 
 from sb3_dreamer import Dreamer, TrajectoryDataset
-from sb3_dreamer.transfer import TransferConfig, run_dtw_transfer
+from sb3_dreamer.transfer import TransferConfig, run_dtw_transfer, train_source, train_target
 from sb3_dreamer.transfer.__main__ import main
-from tests.conftest import tiny
+from tests.conftest import CutOff, CutOffAt, tiny
 
 TINY = tiny(train_freq=8)
 
@@ -27,8 +30,10 @@ def test_pipeline_writes_models_reference_and_results(tmp_path, init_from_source
         eval_episodes=1,
     )
     results = run_dtw_transfer(config, tmp_path)
-    for name in ("source.zip", "reference.npz", "target.zip", "results.json"):
-        assert (tmp_path / name).exists(), name
+    # The files and keys of the pipeline before it was split into stages: nothing more, nothing less.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["reference.npz", "results.json", "source.zip", "target.zip"]
+    assert set(results) == {"config", "random", "source_zero_shot", "target_dtw", "source_on_source"}
+    assert results["config"] == json.loads(json.dumps(dataclasses.asdict(config)))
     assert TrajectoryDataset.load(tmp_path / "reference.npz").n_episodes == 1
     target = Dreamer.load(tmp_path / "target.zip")
     assert 220 <= target.num_timesteps < 220 + TINY["train_freq"]  # SB3 collects whole train_freq rounds
@@ -62,3 +67,57 @@ def test_cli_reuses_a_source_model(tmp_path, capsys) -> None:
     loaded = Dreamer.load(tmp_path / "run" / "source.zip")
     obs = np.zeros((1, 3), np.float32)
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], source.predict(obs, deterministic=True)[0])
+
+
+def stage_config(**fields) -> TransferConfig:
+    wrapper_kwargs = dict(pretrain_steps=5, refit_steps=5, refit_interval=100)
+    settings = dict(source_steps=40, target_steps=300, n_reference_episodes=1, init_from_source=True, eval_episodes=1)
+    return TransferConfig(dreamer_kwargs=TINY, wrapper_kwargs=wrapper_kwargs, **{**settings, **fields})
+
+
+def test_target_stage_cut_off_after_a_checkpoint_resumes_from_it(tmp_path) -> None:
+    config = stage_config()
+    source = train_source(config, tmp_path, eval_freq=20, checkpoint_freq=20)
+    assert [point["step"] for point in source.curve] == [20, 40] and not source.resumed
+    assert not (tmp_path / "checkpoints" / "source").exists()  # removed once the stage is done
+    stage = dict(learning_starts=20, eval_freq=100, checkpoint_freq=100, wrapper_state_file="wrapper.npz")
+    with pytest.raises(CutOff):
+        train_target(config, tmp_path, callback=[CutOffAt(250)], **stage)
+    assert (tmp_path / "checkpoints" / "target" / "wrapper.npz").exists()  # the reward wrapper is checkpointed
+
+    resumed = train_target(config, tmp_path, **stage)
+    assert resumed.resumed and [point["step"] for point in resumed.curve] == [100, 200, 300]
+    assert all("learned_mean" in point for point in resumed.curve)
+    assert 300 <= resumed.model.num_timesteps < 300 + TINY["train_freq"]
+    assert resumed.model.learning_starts == 20  # the override of the source's value, kept by the checkpoint
+    # The checkpoint of step 200 held the first (200-step) episode; the episode cut off at 250 is lost.
+    assert resumed.dtw["episodes"] == 1 and resumed.dtw["labels_stored"] == 200
+    assert resumed.wrapper_kwargs["reference"] == str(tmp_path / "reference.npz")
+    assert (tmp_path / "target.zip").exists() and (tmp_path / "wrapper.npz").exists()
+    assert not (tmp_path / "checkpoints" / "target").exists()
+
+
+def test_target_stage_trains_sac_on_the_true_reward(tmp_path) -> None:
+    config = stage_config(target_steps=60)
+    stage = train_target(
+        config, tmp_path, algo="sac", reward="oracle", algo_kwargs=dict(learning_starts=20, batch_size=8), eval_freq=30
+    )
+    assert isinstance(stage.model, SAC) and stage.wrapper_kwargs == {} and stage.dtw == {}
+    assert [point["step"] for point in stage.curve] == [30, 60] and (tmp_path / "target.zip").exists()
+
+
+def test_pipeline_with_checkpoints_resumes_its_target_and_keeps_the_source(tmp_path, capsys) -> None:
+    config = stage_config()
+    train_source(config, tmp_path)
+    with pytest.raises(CutOff):
+        train_target(config, tmp_path, checkpoint_freq=100, callback=[CutOffAt(250)])
+    reference = (tmp_path / "reference.npz").read_bytes()
+    source_time = (tmp_path / "source.zip").stat().st_mtime_ns
+
+    capsys.readouterr()
+    results = run_dtw_transfer(config, tmp_path, checkpoint_freq=100)
+    assert f"resumed from {tmp_path / 'checkpoints' / 'target'} at step 200" in capsys.readouterr().out
+    assert (tmp_path / "reference.npz").read_bytes() == reference  # the wrapper in the checkpoint was fitted to it
+    assert (tmp_path / "source.zip").stat().st_mtime_ns == source_time  # the finished source is not trained again
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["reference.npz", "results.json", "source.zip", "target.zip"]
+    assert set(results) == {"config", "random", "source_zero_shot", "target_dtw", "source_on_source"}

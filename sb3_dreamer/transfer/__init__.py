@@ -11,7 +11,16 @@ from sb3_dreamer.transfer.compensation import (
     mean_shift,
     reward_compensation_loop,
 )
-from sb3_dreamer.transfer.dtw_pipeline import RandomPolicy, TransferConfig, evaluate_on_env, run_dtw_transfer
+from sb3_dreamer.transfer.dtw_pipeline import (
+    RandomPolicy,
+    SourceStage,
+    TargetStage,
+    TransferConfig,
+    evaluate_on_env,
+    run_dtw_transfer,
+    train_source,
+    train_target,
+)
 from sb3_dreamer.transfer.fractional import MODULES, fractional_transfer, modular_transfer
 from sb3_dreamer.transfer.meta_model import meta_model_policy_kwargs, meta_model_transfer
 from sb3_dreamer.transfer.multitask import MultiTaskEnv, MultiTaskVecEnv, PadAction, PadObservation, TaskSet
@@ -30,6 +39,8 @@ __all__ = [
     "PadObservation",
     "RandomPolicy",
     "RewardCompensation",
+    "SourceStage",
+    "TargetStage",
     "TaskSet",
     "TransferCallback",
     "TransferConfig",
@@ -46,4 +57,6 @@ __all__ = [
     "record_episodes",
     "reward_compensation_loop",
     "run_dtw_transfer",
+    "train_source",
+    "train_target",
 ]

@@ -9,6 +9,12 @@ target's true reward, next to a random policy and the source policy run zero-sho
 The target env is wrapped as ``DTWRewardWrapper(Monitor(env))``: the agent learns only from the learned reward, while
 Monitor (and so ``rollout/ep_rew_mean``) and the evaluation see the env's own reward, which is never used for learning.
 
+The stages can be called one by one: :func:`train_source` (stages 1 and 2) and :func:`train_target` (stage 3, on the
+DTW reward or, as the oracle control, the true reward; Dreamer or SAC). Given ``checkpoint_freq`` each writes
+checkpoints (:class:`~sb3_dreamer.common.ResumableRun`) and continues from the last one when called again, and given
+``eval_freq`` each records a learning curve (:class:`~sb3_dreamer.common.EvalCurve`); ``benchmarks/transfer.py`` runs
+its variants through them. :func:`run_dtw_transfer` composes them.
+
 :func:`check_config` runs first (also inside :func:`run_dtw_transfer`): a mistake that would only show after the
 source agent's training (unknown env id or argument, source and target spaces that do not match, an unusable
 ``source_model``) is raised at once as a :class:`~sb3_dreamer.common.usage.UsageError`.
@@ -20,12 +26,15 @@ import dataclasses
 import inspect
 import json
 import os
+import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -33,6 +42,7 @@ from stable_baselines3.common.save_util import json_to_data
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... env ids)
 from sb3_dreamer.alignment import LABEL_MODES, DTWRewarder, DTWRewardWrapper, record_trajectories
+from sb3_dreamer.common.resumable import EvalCurve, ResumableRun
 from sb3_dreamer.common.usage import UsageError, check_env_id, check_keys
 from sb3_dreamer.dreamer import Dreamer
 from sb3_dreamer.dreamer.policies import DreamerPolicy
@@ -243,56 +253,344 @@ def check_config(config: TransferConfig) -> None:
         check_source_model(config.source_model, source_obs, source_action)
 
 
-def run_dtw_transfer(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Run the four stages and write ``source.zip``, ``reference.npz``, ``target.zip`` and ``results.json``.
+#: Checkpoint folders of the stages inside ``out``, when no ``checkpoint_dir`` is given.
+CHECKPOINT_DIRS = {"source": Path("checkpoints") / "source", "target": Path("checkpoints") / "target"}
+
+
+@dataclasses.dataclass
+class SourceStage:
+    """What :func:`train_source` returns.
+
+    :param model: the trained (or loaded) source Dreamer
+    :param source_path: where it was saved
+    :param reference_path: where its reference episodes were saved
+    :param curve: its learning curve on the source env (:class:`~sb3_dreamer.common.EvalCurve` points; empty without
+        ``eval_freq``)
+    :param random: return (mean, std) of a random policy on the target's true reward
+    :param source_zero_shot: return (mean, std) of the source policy on the target's true reward
+    :param seconds: wall time of the stage, including the time before a resume
+    :param resumed: whether the training continued from a checkpoint
+    """
+
+    model: Dreamer
+    source_path: Path
+    reference_path: Path
+    curve: list[dict[str, float]]
+    random: tuple[float, float]
+    source_zero_shot: tuple[float, float]
+    seconds: float
+    resumed: bool
+
+
+@dataclasses.dataclass
+class TargetStage:
+    """What :func:`train_target` returns.
+
+    :param model: the trained target agent
+    :param model_path: where it was saved
+    :param curve: its learning curve on the target's true reward (empty without ``eval_freq``); for ``reward="dtw"``
+        each point also has ``learned_mean``, the same episodes' return under the reward model at that time
+    :param wrapper_kwargs: the :class:`DTWRewardWrapper` arguments of the run (empty for ``reward="oracle"``)
+    :param dtw: the reward wrapper's counts: ``episodes``, ``refits``, ``truncated_refits``, ``labels_stored`` (empty
+        for ``reward="oracle"``)
+    :param steps: env steps of the training
+    :param seconds: wall time of the stage, including the time before a resume
+    :param resumed: whether the training continued from a checkpoint
+    """
+
+    model: Any
+    model_path: Path
+    curve: list[dict[str, float]]
+    wrapper_kwargs: dict[str, Any]
+    dtw: dict[str, int]
+    steps: int
+    seconds: float
+    resumed: bool
+
+
+def _resumable(
+    eval_env_id: str,
+    eval_freq: int | None,
+    eval_episodes: int,
+    label: str,
+    eval_seed: int,
+    checkpoint_freq: int | None,
+    checkpoint_dir: Path,
+    wrapper: Any = None,
+    learned_reward: Any = None,
+) -> tuple[EvalCurve, ResumableRun | None, list[Any]]:
+    """The learning curve, the checkpoints (None without ``checkpoint_freq``) and the callbacks to pass to ``learn``.
+
+    Without ``eval_freq`` the curve never evaluates (it only carries the time for the checkpoints).
+    """
+    curve = EvalCurve(
+        Monitor(gym.make(eval_env_id)),
+        eval_freq or sys.maxsize,
+        eval_episodes,
+        label,
+        learned_reward=learned_reward,
+        seed=eval_seed,
+    )
+    checkpoint = None if checkpoint_freq is None else ResumableRun(checkpoint_dir, checkpoint_freq, curve, wrapper)
+    callbacks: list[Any] = [callback for callback in (curve if eval_freq else None, checkpoint) if callback is not None]
+    return curve, checkpoint, callbacks
+
+
+def _baselines(source: Any, config: TransferConfig) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Returns (mean, std) of a random policy and of ``source`` zero-shot on the target's true reward."""
+    probe = gym.make(config.target_env)
+    try:
+        random = RandomPolicy(probe.action_space, config.seed)
+        random_return = evaluate_on_env(random, config.target_env, config.eval_episodes, config.seed)
+    finally:
+        probe.close()
+    return random_return, evaluate_on_env(source, config.target_env, config.eval_episodes, config.seed)
+
+
+def _has_checkpoint(directory: Path) -> bool:
+    """Whether :meth:`ResumableRun.restore` would find a checkpoint in ``directory``."""
+    return any((directory.with_name(directory.name + suffix) / "progress.json").exists() for suffix in ("", ".old"))
+
+
+def train_source(
+    config: TransferConfig,
+    out: str | Path,
+    *,
+    eval_freq: int | None = None,
+    eval_seed: int | None = None,
+    checkpoint_freq: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    source_file: str = "source.zip",
+    reference_file: str = "reference.npz",
+    label: str | None = None,
+    callback: list[BaseCallback] | None = None,
+) -> SourceStage:
+    """Stages 1 and 2: train the source Dreamer (or load ``config.source_model``), save it, record and save its
+    reference episodes, and evaluate a random policy and the source policy zero-shot on the target's true reward.
+
+    Called again after being cut off, it continues from its last checkpoint (model, replay buffer, curve; see
+    :class:`~sb3_dreamer.common.ResumableRun`), which is deleted once the stage is done.
+
+    :param config: the run's settings (``source_*``, ``n_reference_episodes``, ``dreamer_kwargs``, ``eval_episodes``,
+        ``seed``)
+    :param out: output folder (created)
+    :param eval_freq: env steps between evaluations on the source env's reward (None: no learning curve)
+    :param eval_seed: seed of the curve's evaluation env (default: ``config.seed``)
+    :param checkpoint_freq: env steps between checkpoints (None: no checkpoints)
+    :param checkpoint_dir: checkpoint folder (default: ``out/checkpoints/source``)
+    :param source_file: file name of the model in ``out``
+    :param reference_file: file name of the reference episodes in ``out``
+    :param label: prefix of the curve's progress lines
+    :param callback: further callbacks of the training (after the curve and the checkpoints)
+    :return: the model, file paths, curve and the random / zero-shot returns on the target
+    :raises UsageError: from :func:`check_config`, and if Dreamer rejects a value of ``dreamer_kwargs``
+    """
+    check_config(config)
+    out = Path(out)
+    seed = config.seed
+    curve, checkpoint, callbacks = _resumable(
+        config.source_env,
+        eval_freq,
+        config.eval_episodes,
+        label or f"source seed {seed}",
+        seed if eval_seed is None else eval_seed,
+        checkpoint_freq,
+        Path(checkpoint_dir) if checkpoint_dir is not None else out / CHECKPOINT_DIRS["source"],
+    )
+    source = None
+    if checkpoint is not None and config.source_model is None:
+        source = checkpoint.restore(lambda path: Dreamer.load(path, env=Monitor(gym.make(config.source_env)), seed=seed))
+    resumed = source is not None
+    if config.source_model is not None:
+        source = Dreamer.load(config.source_model, env=make_vec_env(config.source_env, seed=seed))
+    elif source is None:
+        kwargs = dict(config.dreamer_kwargs)
+        try:
+            source = Dreamer("MlpPolicy", config.source_env, seed=seed, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--dreamer-kwargs: cannot build Dreamer on {config.source_env} with {kwargs}: {error}") from None
+    out.mkdir(parents=True, exist_ok=True)  # after the checks of the arguments: a mistake leaves no folder
+    if config.source_model is None:
+        source.learn(
+            config.source_steps - source.num_timesteps,
+            callback=callbacks + list(callback or []),
+            reset_num_timesteps=not resumed,
+        )
+    source_path = out / source_file
+    source.save(source_path)
+    reference = record_trajectories(source, config.source_env, config.n_reference_episodes, seed=seed)
+    reference_path = Path(reference.save(out / reference_file))
+    random, zero_shot = _baselines(source, config)
+    seconds = time.perf_counter() - curve.start
+    if checkpoint is not None:
+        checkpoint.remove()
+    return SourceStage(source, source_path, reference_path, curve.curve, random, zero_shot, seconds, resumed)
+
+
+def _sac(env: Any, seed: int, algo_kwargs: dict[str, Any]) -> Any:
+    from stable_baselines3 import SAC
+
+    return SAC("MlpPolicy", env, seed=seed, verbose=0, **algo_kwargs)
+
+
+def train_target(
+    config: TransferConfig,
+    out: str | Path,
+    *,
+    algo: str = "dreamer",
+    reward: str = "dtw",
+    algo_kwargs: dict[str, Any] | None = None,
+    learning_starts: int | None = None,
+    source_path: str | Path | None = None,
+    reference_path: str | Path | None = None,
+    eval_freq: int | None = None,
+    eval_seed: int | None = None,
+    checkpoint_freq: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    model_file: str = "target.zip",
+    wrapper_state_file: str | None = None,
+    label: str | None = None,
+    callback: list[BaseCallback] | None = None,
+) -> TargetStage:
+    """Stage 3: train an agent for ``config.target_steps`` env steps on the target env, on the learned DTW reward or
+    (the oracle control) on the target's true reward, and save it.
+
+    ``reward="dtw"``: the env is ``DTWRewardWrapper(Monitor(env))`` with ``config.wrapper_kwargs`` (passed on to
+    :class:`~sb3_dreamer.alignment.DTWRewarder`), so Monitor and the curve see the true reward, which is never learned
+    from; the wrapper's state is part of the checkpoints. Called again after being cut off, the stage continues from
+    its last checkpoint (deleted once the stage is done).
+
+    :param config: the run's settings (``target_env``, ``target_steps``, ``label_mode``, ``init_from_source``,
+        ``dreamer_kwargs``, ``wrapper_kwargs``, ``eval_episodes``, ``seed``)
+    :param out: output folder (holds the source model and the reference unless their paths are given)
+    :param algo: ``"dreamer"`` (from the source model's weights with ``config.init_from_source``, else from scratch with
+        ``config.dreamer_kwargs``) or ``"sac"`` (SB3's SAC from scratch with ``algo_kwargs``)
+    :param reward: ``"dtw"`` (the learned alignment reward) or ``"oracle"`` (the target's true reward)
+    :param algo_kwargs: SAC's constructor arguments (``algo="sac"`` only)
+    :param learning_starts: Dreamer's random warm-up steps on the target, overriding the source model's or
+        ``dreamer_kwargs``' value (None: no override)
+    :param source_path: the source model (default: ``out/source.zip``)
+    :param reference_path: the reference episodes (default: ``out/reference.npz``)
+    :param eval_freq: env steps between evaluations on the target's true reward (None: no learning curve)
+    :param eval_seed: seed of the curve's evaluation env (default: ``config.seed``)
+    :param checkpoint_freq: env steps between checkpoints (None: no checkpoints)
+    :param checkpoint_dir: checkpoint folder (default: ``out/checkpoints/target``)
+    :param model_file: file name (or path relative to ``out``) of the trained agent
+    :param wrapper_state_file: file (relative to ``out``) for the reward wrapper's final state, or None
+    :param label: prefix of the curve's progress lines
+    :param callback: further callbacks of the training (after the curve and the checkpoints)
+    :return: the model, its path, the curve, the wrapper's arguments and counts
+    :raises UsageError: from :func:`check_config`, for an unknown ``algo`` or ``reward``, and if Dreamer rejects a
+        value of ``dreamer_kwargs``
+    """
+    check_config(config)
+    if algo not in ("dreamer", "sac"):
+        raise UsageError(f"algo must be 'dreamer' or 'sac', got {algo!r}")
+    if reward not in ("dtw", "oracle"):
+        raise UsageError(f"reward must be 'dtw' or 'oracle', got {reward!r}")
+    out = Path(out)
+    seed = config.seed
+    wrapper_kwargs: dict[str, Any] = {}
+    if reward == "dtw":
+        reference = Path(reference_path) if reference_path is not None else out / "reference.npz"
+        wrapper_kwargs = dict(reference=str(reference), label_mode=config.label_mode, seed=seed, **config.wrapper_kwargs)
+    env = make_vec_env(
+        config.target_env,
+        seed=seed,
+        wrapper_class=DTWRewardWrapper if wrapper_kwargs else None,
+        wrapper_kwargs=wrapper_kwargs or None,
+    )
+    wrapper = env.envs[0] if wrapper_kwargs else None  # DTWRewardWrapper(Monitor(env)), the single sub-env
+    curve, checkpoint, callbacks = _resumable(
+        config.target_env,
+        eval_freq,
+        config.eval_episodes,
+        label or f"target {algo} {reward} seed {seed}",
+        seed if eval_seed is None else eval_seed,
+        checkpoint_freq,
+        Path(checkpoint_dir) if checkpoint_dir is not None else out / CHECKPOINT_DIRS["target"],
+        wrapper,
+        learned_reward=wrapper.rewarder.predict if wrapper is not None else None,
+    )
+    load = Dreamer.load if algo == "dreamer" else _sac_load
+    model: Any = None if checkpoint is None else checkpoint.restore(lambda path: load(path, env=env, seed=seed))
+    resumed = model is not None
+    overrides = {} if learning_starts is None else dict(learning_starts=learning_starts)
+    if model is None and algo == "sac":
+        model = _sac(env, seed, dict(algo_kwargs or {}))
+    elif model is None and config.init_from_source:
+        source = Path(source_path) if source_path is not None else out / "source.zip"
+        model = Dreamer.load(source, env=env, seed=seed, **overrides)
+    elif model is None:
+        kwargs = {**config.dreamer_kwargs, **overrides}
+        try:
+            model = Dreamer("MlpPolicy", env, seed=seed, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--dreamer-kwargs: cannot build Dreamer on {config.target_env} with {kwargs}: {error}") from None
+    # A model loaded from the source carries the source's step count: it restarts at 0 unless this run is resumed.
+    done_steps = model.num_timesteps if resumed else 0
+    model.learn(config.target_steps - done_steps, callback=callbacks + list(callback or []), reset_num_timesteps=not resumed)
+    model_path = out / model_file
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(model_path)
+    dtw: dict[str, int] = {}
+    if wrapper is not None:
+        if wrapper_state_file is not None:
+            (out / wrapper_state_file).parent.mkdir(parents=True, exist_ok=True)
+            wrapper.save_state(out / wrapper_state_file)
+        rewarder = wrapper.rewarder
+        dtw = dict(
+            episodes=rewarder.n_episodes,
+            refits=rewarder.n_refits,
+            truncated_refits=rewarder.n_truncated_refits,
+            labels_stored=rewarder.n_labels,  # all target steps unless max_label_cost dropped some
+        )
+    seconds = time.perf_counter() - curve.start
+    if checkpoint is not None:
+        checkpoint.remove()
+    return TargetStage(model, model_path, curve.curve, wrapper_kwargs, dtw, config.target_steps, seconds, resumed)
+
+
+def _sac_load(path: str | Path, **kwargs: Any) -> Any:
+    from stable_baselines3 import SAC
+
+    return SAC.load(path, **kwargs)
+
+
+def run_dtw_transfer(config: TransferConfig, out_dir: str | Path, checkpoint_freq: int | None = None) -> dict[str, Any]:
+    """Run the four stages (:func:`train_source`, :func:`train_target`, then the evaluations) and write ``source.zip``,
+    ``reference.npz``, ``target.zip`` and ``results.json``.
 
     :param config: the run's settings
     :param out_dir: output folder (created)
+    :param checkpoint_freq: env steps between checkpoints of each training (in ``out_dir/checkpoints``; None: none);
+        a stage cut off continues from its last checkpoint when this is called again (with the same arguments), and a
+        target cut off reuses the finished source's ``source.zip`` and ``reference.npz``
     :return: the results: true-reward returns (mean, std) of random, source zero-shot and target policies
     :raises UsageError: from :func:`check_config`, before anything is trained, and if Dreamer rejects a value of
         ``dreamer_kwargs``
     """
     check_config(config)
-    kwargs = dict(config.dreamer_kwargs)
-    # 1. Source agent.
-    if config.source_model is not None:
-        source = Dreamer.load(config.source_model, env=make_vec_env(config.source_env, seed=config.seed))
-    else:
-        try:
-            source = Dreamer("MlpPolicy", config.source_env, seed=config.seed, **kwargs)
-        except (TypeError, ValueError) as error:
-            raise UsageError(f"--dreamer-kwargs: cannot build Dreamer on {config.source_env} with {kwargs}: {error}") from None
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.source_model is None:
-        source.learn(config.source_steps)
-    source_path = out / "source.zip"
-    source.save(source_path)
-    # 2. Reference trajectories of the source agent on the source env.
-    reference = record_trajectories(source, config.source_env, config.n_reference_episodes, seed=config.seed)
-    reference_path = reference.save(out / "reference.npz")
-    # 3. Target agent on the learned reward (Monitor inside records the true reward for reporting only).
-    wrapper_kwargs = dict(reference=reference_path, label_mode=config.label_mode, seed=config.seed, **config.wrapper_kwargs)
-    target_env = make_vec_env(
-        config.target_env, seed=config.seed, wrapper_class=DTWRewardWrapper, wrapper_kwargs=wrapper_kwargs
-    )
-    if config.init_from_source:
-        target = Dreamer.load(source_path, env=target_env, seed=config.seed)
+    if checkpoint_freq is not None and _has_checkpoint(out / CHECKPOINT_DIRS["target"]):
+        # The source stage finished before the target was cut off: keep its model and reference (the target's
+        # checkpoint holds a reward wrapper fitted to that reference).
+        source_model = Dreamer.load(out / "source.zip")
+        random, zero_shot = _baselines(source_model, config)
     else:
-        target = Dreamer("MlpPolicy", target_env, seed=config.seed, **kwargs)
-    target.learn(config.target_steps)
-    target.save(out / "target.zip")
+        source = train_source(config, out, checkpoint_freq=checkpoint_freq)
+        source_model, random, zero_shot = source.model, source.random, source.source_zero_shot
+    target = train_target(config, out, checkpoint_freq=checkpoint_freq)
+    checkpoints = out / "checkpoints"
+    if checkpoint_freq is not None and checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()  # both stages removed theirs: the same files as a run without checkpoints
     # 4. Evaluation on the target's true reward.
-    probe = gym.make(config.target_env)
     results = dict(
         config=dataclasses.asdict(config),
-        random=evaluate_on_env(
-            RandomPolicy(probe.action_space, config.seed), config.target_env, config.eval_episodes, config.seed
-        ),
-        source_zero_shot=evaluate_on_env(source, config.target_env, config.eval_episodes, config.seed),
-        target_dtw=evaluate_on_env(target, config.target_env, config.eval_episodes, config.seed),
-        source_on_source=evaluate_on_env(source, config.source_env, config.eval_episodes, config.seed),
+        random=random,
+        source_zero_shot=zero_shot,
+        target_dtw=evaluate_on_env(target.model, config.target_env, config.eval_episodes, config.seed),
+        source_on_source=evaluate_on_env(source_model, config.source_env, config.eval_episodes, config.seed),
     )
-    probe.close()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
