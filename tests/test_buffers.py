@@ -90,3 +90,32 @@ def test_streams_are_separate_per_env() -> None:
     np.testing.assert_array_equal(buffer.observations["obs"][0, :2, 0], [0, 1])
     np.testing.assert_array_equal(buffer.observations["obs"][1, :2, 0], [100, 101])
     np.testing.assert_array_equal(buffer.is_terminal[:, 1], [False, True])
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_terminal_fraction_ends_windows_at_terminal_rows(fraction: float) -> None:
+    buffer = SequenceReplayBuffer(60, spaces.Box(-10, 10, (2,), np.float32), spaces.Discrete(2), "cpu", 1, 2,
+                                  terminal_fraction=fraction)  # fmt: skip
+    for _ in range(10):  # episodes of 6 steps, the last terminal; 70 rows written, the 60 newest kept
+        for t in range(6):
+            _add(buffer, t, t + 1, 1.0, t == 5, first=t == 0)
+    np.random.seed(0)
+    batch = buffer.sample(400, 4)
+    last_terminal = batch.is_terminal[:, -1].numpy()
+    if fraction == 1.0:
+        assert last_terminal.all()
+    else:  # about half moved to terminals, plus the uniform windows that end at one by chance (1 in 7)
+        assert 0.45 < last_terminal.mean() < 0.7
+    obs = batch.observations[..., 0].numpy()
+    assert np.all((np.diff(obs, axis=1) == 1) | (obs[:, 1:] == 0))  # consecutive rows of the stream
+
+
+def test_terminal_fraction_is_uniform_without_terminals_and_checked() -> None:
+    buffer = SequenceReplayBuffer(50, spaces.Box(-10, 10, (2,), np.float32), spaces.Discrete(2), "cpu", 1, 2,
+                                  terminal_fraction=1.0)  # fmt: skip
+    for t in range(30):
+        _add(buffer, t - 1, t, 0.0, False, first=t == 0)
+    np.random.seed(0)
+    assert not buffer.sample(64, 4).is_terminal.numpy().any()
+    with pytest.raises(ValueError, match="terminal_fraction must lie in"):
+        SequenceReplayBuffer(50, spaces.Box(-1, 1, (2,)), spaces.Discrete(2), "cpu", 1, 2, terminal_fraction=1.5)

@@ -33,6 +33,9 @@ class SequenceReplayBuffer(BaseBuffer):
     :param device: device of sampled tensors
     :param n_envs: number of parallel environments
     :param action_dim: width of the stored action representation
+    :param terminal_fraction: share of the sampled windows that end at a terminal row (drawn uniformly among the
+        terminal rows that can end a window; uniform windows while there is none), so that terminal states stay in
+        the world model's batches as failures become rare (DreamerV2's ``oversample_ends``); 0: uniform, as DreamerV3
     """
 
     def __init__(
@@ -43,8 +46,12 @@ class SequenceReplayBuffer(BaseBuffer):
         device: th.device | str = "auto",
         n_envs: int = 1,
         action_dim: int = 1,
+        terminal_fraction: float = 0.0,
     ) -> None:
         super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs)
+        if not 0.0 <= terminal_fraction <= 1.0:
+            raise ValueError(f"terminal_fraction must lie in [0, 1], got {terminal_fraction}")
+        self.terminal_fraction = float(terminal_fraction)
         self.capacity = max(int(buffer_size) // n_envs, 2)
         self.action_dim = action_dim
         subspaces = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {"obs": observation_space}
@@ -185,6 +192,8 @@ class SequenceReplayBuffer(BaseBuffer):
             raise ValueError(f"The replay buffer holds no sequence of length {batch_length} yet ({self.size()} rows stored)")
         envs = np.random.choice(self.n_envs, size=batch_size, p=windows / windows.sum())
         offsets = np.floor(np.random.random(batch_size) * windows[envs]).astype(np.int64)
+        if self.terminal_fraction > 0.0:
+            self._end_at_terminals(envs, offsets, batch_length, windows)
         # In a full stream the oldest row sits at the write position; windows start there and never cross it.
         starts = np.where(self.stream_full[envs], self.stream_pos[envs] + offsets, offsets)
         index = (starts[:, None] + np.arange(batch_length)[None, :]) % self.capacity  # (B, T)
@@ -197,6 +206,20 @@ class SequenceReplayBuffer(BaseBuffer):
             is_first=self.to_torch(self.is_first[rows, index]),
             is_terminal=self.to_torch(self.is_terminal[rows, index]),
         )
+
+    def _end_at_terminals(self, envs: np.ndarray, offsets: np.ndarray, batch_length: int, windows: np.ndarray) -> None:
+        """Move a ``terminal_fraction`` share of the windows (in place) to end at a terminal row of their stream."""
+        chosen = np.flatnonzero(np.random.random(len(envs)) < self.terminal_fraction)
+        for env in np.unique(envs[chosen]):
+            rows = np.where(self.stream_full[env], self.capacity, self.stream_pos[env])
+            oldest = self.stream_pos[env] if self.stream_full[env] else 0
+            # Terminal rows as offsets from the oldest row; a window ending there starts batch_length - 1 rows earlier.
+            ends = (np.flatnonzero(self.is_terminal[env]) - oldest) % self.capacity
+            starts = ends[(ends < rows) & (ends >= batch_length - 1)] - (batch_length - 1)
+            starts = starts[starts < windows[env]]
+            if len(starts):
+                picks = chosen[envs[chosen] == env]
+                offsets[picks] = starts[np.random.randint(len(starts), size=len(picks))]
 
     def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
         """Numpy array to a tensor on the buffer's device, keeping integer and boolean dtypes."""
