@@ -360,3 +360,18 @@ def test_callback_without_wrapper_raises(tmp_path) -> None:
     model = PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, n_epochs=1, device="cpu")
     with pytest.raises(ValueError, match="no DTWRewardWrapper"):
         model.learn(64, callback=AlignmentCheckpointCallback(save_freq=10, save_path=str(tmp_path)))
+
+
+def test_time_warp_pair_split_labels_keep_the_return() -> None:
+    """Repeat 4 -> repeat 2 (the registered time-warp pair): every target step spans half a source step, so DTW maps two
+    target steps onto each source step; ``source_reward_split`` labels then sum to the target's true return (the
+    reward is summed over the inner steps) and ``source_reward`` labels to about twice it."""
+    reference = record_trajectories(swing_policy, "sb3_dreamer/PendulumRepeat4-v0", n_episodes=3, seed=0)
+    target = record_trajectories(swing_policy, "sb3_dreamer/PendulumRepeat2-v0", n_episodes=3, seed=0)
+    kwargs = dict(window=None, pretrain=False, refit_interval=10**9, coarse_stride=1)
+    split = DTWRewarder(reference, label_mode="source_reward_split", **kwargs)
+    mean = DTWRewarder(reference, label_mode="source_reward", **kwargs)
+    for episode in target.episodes():
+        true_return = episode.rewards.sum()
+        assert split.end_episode(episode.next_observations).labels.sum() / true_return == pytest.approx(1.0, abs=0.05)
+        assert mean.end_episode(episode.next_observations).labels.sum() / true_return == pytest.approx(2.0, abs=0.15)
