@@ -68,12 +68,34 @@ def test_images_stay_uint8_and_memory_is_bounded() -> None:
     assert buffer.nbytes < 1000 * (3 * 64 * 64 + 3 * 4 + 4 + 2) * 1.01
 
 
-def test_non_finite_values_raise() -> None:
-    buffer = _buffer()
+def test_non_finite_values_raise_when_asked() -> None:
+    buffer = SequenceReplayBuffer(100, spaces.Box(-10, 10, (2,), np.float32), spaces.Discrete(2), "cpu", 1, 2,
+                                  non_finite="raise")  # fmt: skip
     with pytest.raises(ValueError, match="non-finite observation"):
         _add(buffer, 0, np.nan, 0.0, False, first=True)
     with pytest.raises(ValueError, match="non-finite reward"):
         _add(buffer, 0, 1, np.inf, False, first=True)
+    with pytest.raises(ValueError, match="non_finite must be one of"):
+        SequenceReplayBuffer(10, spaces.Box(-1, 1, (2,)), spaces.Discrete(2), "cpu", 1, 2, non_finite="ignore")
+
+
+def test_non_finite_steps_are_skipped_and_cut_the_stream() -> None:
+    buffer = _buffer()
+    _add(buffer, 0, 1, 1.0, False, first=True)
+    with pytest.warns(UserWarning, match="non-finite observation"):
+        _add(buffer, 1, np.nan, 2.0, False)  # skipped
+    _add(buffer, np.nan, 3, 3.0, False)  # the next finite observation starts a segment (reward and action dropped)
+    _add(buffer, 3, 4, 4.0, False)
+    _add(buffer, 4, 5, np.inf, False)  # a non-finite reward restarts the segment at its (finite) observation
+    _add(buffer, 5, 6, 6.0, True)
+    assert buffer.n_non_finite == 2
+    rows = buffer.size()
+    np.testing.assert_array_equal(buffer.observations["obs"][0, :rows, 0], [0, 1, 3, 4, 5, 6])
+    np.testing.assert_array_equal(buffer.is_first[0, :rows], [1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(buffer.rewards[0, :rows], [0, 1, 0, 4, 0, 6])
+    np.testing.assert_array_equal(buffer.prev_actions[0, :rows, 1], [0, 1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(buffer.is_terminal[0, :rows], [0, 0, 0, 0, 0, 1])
+    assert np.all(np.isfinite(buffer.sample(8, 2).observations.numpy()))
 
 
 def test_streams_are_separate_per_env() -> None:

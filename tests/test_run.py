@@ -201,3 +201,56 @@ def test_evaluate_policy_and_eval_checkpoint_callbacks(tmp_path) -> None:
     assert list(evaluations["timesteps"]) == [30, 60] and evaluations["results"].shape == (2, 2)
     returns, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
     assert len(returns) == 2 and returns == [float(length) for length in lengths]  # CartPole pays 1 per step
+
+
+class _GlitchingEnv(TerminatingEnv):
+    """TerminatingEnv whose observation is NaN at steps 23 and 31 of the run and whose reward is inf at step 27."""
+
+    def __init__(self) -> None:
+        super().__init__(horizon=6)
+        self.steps = 0
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.steps += 1
+        if self.steps in (23, 31):  # after learning_starts (16): the policy acts
+            obs = np.full_like(obs, np.nan)
+        return obs, (np.inf if self.steps == 27 else reward), terminated, truncated, info
+
+
+def test_a_non_finite_step_is_skipped_logged_and_training_goes_on() -> None:
+    model = Dreamer("MlpPolicy", _GlitchingEnv(), seed=0, **tiny())
+    with pytest.warns(UserWarning, match="Skipped a step with a non-finite observation"):
+        model.learn(60)
+    buffer = model.replay_buffer
+    assert buffer.n_non_finite == 3 and model.logger.name_to_value["rollout/non_finite_steps"] == 3
+    rows = buffer.size()
+    assert np.all(np.isfinite(buffer.observations["obs"][0, :rows])) and np.all(np.isfinite(buffer.rewards[0, :rows]))
+    # 60 steps in 10 episodes (10 reset rows); steps 23 and 31 are not stored; the rows of steps 24, 27, 32 start segments.
+    assert rows == 60 + 10 - 2 and buffer.is_first[0, :rows].sum() == 10 + 3
+    assert buffer.is_first[0, [24 + 3 - 1, 27 + 4 - 1]].all()  # row of step s in episode e (from 0): s + e - skipped
+    assert np.isfinite(model._last_latent.deter).all()  # the acting filter restarted after the NaN observation
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    strict = Dreamer("MlpPolicy", _GlitchingEnv(), seed=0, replay_buffer_kwargs={"non_finite": "raise"}, **tiny())
+    with pytest.raises(ValueError, match="non-finite observation"):
+        strict.learn(60)
+
+
+def test_the_acting_filter_never_sees_a_non_finite_observation_and_restarts_after_it(monkeypatch) -> None:
+    model = Dreamer("MlpPolicy", TerminatingEnv(), seed=0, **tiny(learning_starts=0))
+    model._setup_learn(10)
+    seen = []
+    act = model.policy.act
+
+    def spy(obs: th.Tensor, state, start: np.ndarray, deterministic: bool):
+        seen.append((obs.clone(), start.copy()))
+        return act(obs, state, start, deterministic=deterministic)
+
+    monkeypatch.setattr(model.policy, "act", spy)
+    model._last_episode_starts = np.zeros(1, dtype=bool)
+    model._last_obs = np.full((1, 3), np.nan, np.float32)
+    model._sample_action(0)
+    model._last_obs = np.full((1, 3), 0.5, np.float32)
+    model._sample_action(0)
+    assert th.isfinite(seen[0][0]).all() and not seen[0][1][0]  # encoded as zeros; nothing to restart yet
+    assert seen[1][1][0]  # the next observation starts the filter afresh, as the buffer starts a new segment there

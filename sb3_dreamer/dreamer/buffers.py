@@ -10,6 +10,7 @@ Sampled tensors are laid out as (batch, time, ...).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 
 from sb3_dreamer.dreamer.type_aliases import SequenceSamples
+
+NON_FINITE_POLICIES = ("skip", "raise")
 
 
 class SequenceReplayBuffer(BaseBuffer):
@@ -36,6 +39,11 @@ class SequenceReplayBuffer(BaseBuffer):
     :param terminal_fraction: share of the sampled windows that end at a terminal row (drawn uniformly among the
         terminal rows that can end a window; uniform windows while there is none), so that terminal states stay in
         the world model's batches as failures become rare (DreamerV2's ``oversample_ends``); 0: uniform, as DreamerV3
+    :param non_finite: what a step with a NaN or infinite reward or observation does. ``"skip"`` (default): the step
+        is not stored, the stream is cut there and the next finite observation starts a new segment (an ``is_first``
+        row, as after a reset), so the world model never trains across the gap; the first skip warns, every skip is
+        counted in ``n_non_finite`` (Dreamer logs it as ``rollout/non_finite_steps``). ``"raise"``: stop with a
+        ``ValueError`` naming the value.
     """
 
     def __init__(
@@ -47,10 +55,16 @@ class SequenceReplayBuffer(BaseBuffer):
         n_envs: int = 1,
         action_dim: int = 1,
         terminal_fraction: float = 0.0,
+        non_finite: str = "skip",
     ) -> None:
         super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs)
         if not 0.0 <= terminal_fraction <= 1.0:
             raise ValueError(f"terminal_fraction must lie in [0, 1], got {terminal_fraction}")
+        if non_finite not in NON_FINITE_POLICIES:
+            raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}")
+        self.non_finite = non_finite
+        self.n_non_finite = 0  # steps not stored because a value was NaN or infinite
+        self._cut = np.zeros(n_envs, dtype=bool)  # the stream's last step was skipped: the next row starts a segment
         self.terminal_fraction = float(terminal_fraction)
         self.capacity = max(int(buffer_size) // n_envs, 2)
         self.action_dim = action_dim
@@ -119,17 +133,47 @@ class SequenceReplayBuffer(BaseBuffer):
         next_dict = next_obs if isinstance(next_obs, dict) else {"obs": next_obs}
         reward = np.asarray(reward, dtype=np.float32).reshape(self.n_envs)
         action = np.asarray(action, dtype=np.float32).reshape(self.n_envs, self.action_dim)
-        _check_finite("reward", reward)
-        for key in self.obs_keys:
-            _check_finite(f"observation {key!r}", next_dict[key])
         first = np.ones(self.n_envs, dtype=bool) if is_first is None else np.asarray(is_first, dtype=bool)
+        cut = getattr(self, "_cut", np.zeros(self.n_envs, dtype=bool))  # buffers pickled before non_finite existed
+        self._cut = cut
         for env in range(self.n_envs):
+            start = {key: obs_dict[key][env] for key in self.obs_keys}
+            step = {key: next_dict[key][env] for key in self.obs_keys}
             if first[env]:
-                _check_finite(f"observation {self.obs_keys}", *(obs_dict[key][env] for key in self.obs_keys))
-                start = {key: obs_dict[key][env] for key in self.obs_keys}
-                self._write(env, start, np.zeros(self.action_dim, np.float32), 0.0, True, False)
-            terminal = bool(done[env]) and not infos[env].get("TimeLimit.truncated", False)
-            self._write(env, {key: next_dict[key][env] for key in self.obs_keys}, action[env], reward[env], False, terminal)
+                cut[env] = not self._accept(env, "observation (episode start)", start)
+                if not cut[env]:
+                    self._write(env, start, np.zeros(self.action_dim, np.float32), 0.0, True, False)
+            if not self._accept(env, "observation", step):
+                cut[env] = True
+            elif cut[env]:  # the previous row was skipped: this observation starts a new segment
+                self._write(env, step, np.zeros(self.action_dim, np.float32), 0.0, True, False)
+                cut[env] = False
+            elif self._accept(env, "reward", {"reward": reward[env]}):
+                terminal = bool(done[env]) and not infos[env].get("TimeLimit.truncated", False)
+                self._write(env, step, action[env], reward[env], False, terminal)
+            else:  # a non-finite reward with a finite observation: restart the segment at this observation
+                self._write(env, step, np.zeros(self.action_dim, np.float32), 0.0, True, False)
+
+    def _accept(self, env: int, name: str, values: dict[str, Any]) -> bool:
+        """Whether ``values`` are finite; otherwise raise (``non_finite="raise"``) or count the skip and warn once."""
+        arrays = {key: np.asarray(value) for key, value in values.items()}
+        bad = [key for key, a in arrays.items() if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a))]
+        if not bad:
+            return True
+        what = f"{name} {bad}" if len(arrays) > 1 else name
+        if getattr(self, "non_finite", "raise") == "raise":
+            shown = {key: arrays[key] for key in bad}
+            raise ValueError(f"The environment returned a non-finite {what} (NaN or inf) in env {env}: {shown}")
+        self.n_non_finite = getattr(self, "n_non_finite", 0) + 1
+        if self.n_non_finite == 1:
+            warnings.warn(
+                f"Skipped a step with a non-finite {what} (NaN or inf) in env {env}: it is not stored and the next "
+                "finite observation starts a new segment of the stream. Further skips are counted in "
+                "replay_buffer.n_non_finite (logged as rollout/non_finite_steps); this warning is shown once. Pass "
+                'replay_buffer_kwargs={"non_finite": "raise"} to stop instead.',
+                stacklevel=3,
+            )
+        return False
 
     def extend(
         self,

@@ -241,6 +241,7 @@ class Dreamer(OffPolicyAlgorithm):
         self.log_image_interval = log_image_interval
         self._replay_credit = 0.0
         self._last_latent: AgentState | None = None
+        self._restart_filter: np.ndarray | None = None  # rows whose filter restarts at the next observation
         if _init_setup_model:
             self._setup_model()
 
@@ -305,10 +306,18 @@ class Dreamer(OffPolicyAlgorithm):
         if self._last_latent is None or self._last_latent.deter.shape[0] != n_envs:
             self._last_latent = self.policy.initial_state(n_envs)
         self.policy.set_training_mode(False)
-        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
-        env_action, latent = self.policy.act(obs_tensor, self._last_latent, self._last_episode_starts, deterministic=False)
+        restart = getattr(self, "_restart_filter", None)
+        if restart is None or restart.shape != (n_envs,):
+            restart = np.zeros(n_envs, dtype=bool)
+        obs, finite = _finite_rows(self._last_obs, n_envs)  # type: ignore[arg-type]
+        obs_tensor, _ = self.policy.obs_to_tensor(obs)
+        starts = np.asarray(self._last_episode_starts, dtype=bool) | restart
+        env_action, latent = self.policy.act(obs_tensor, self._last_latent, starts, deterministic=False)
         if self.num_timesteps < learning_starts:
             env_action = np.array([self.action_space.sample() for _ in range(n_envs)])
+        for i in np.flatnonzero(~finite):  # the replay buffer skips this step (non_finite="skip"): act at random
+            env_action[i] = self.action_space.sample()
+        self._restart_filter = ~finite  # the buffer starts a segment at the next finite observation: so does the filter
         model_action = self.policy.to_model_action(env_action)
         if action_noise is not None and isinstance(self.action_space, spaces.Box):
             model_action = np.clip(model_action + action_noise().reshape(n_envs, -1), -1.0, 1.0).astype(np.float32)
@@ -344,6 +353,12 @@ class Dreamer(OffPolicyAlgorithm):
             infos,
             is_first=self._last_episode_starts,
         )
+        if self.replay_buffer.n_non_finite:
+            self.logger.record("rollout/non_finite_steps", self.replay_buffer.n_non_finite)
+        # A non-finite reward restarts the buffer's segment at new_obs: restart the filter there too.
+        bad_reward = ~np.isfinite(np.asarray(reward, dtype=np.float64)).reshape(-1)
+        restart = getattr(self, "_restart_filter", None)
+        self._restart_filter = bad_reward if restart is None or restart.shape != bad_reward.shape else restart | bad_reward
         self._last_obs = new_obs
         self._last_episode_starts = np.asarray(dones, dtype=bool).copy()
 
@@ -522,6 +537,7 @@ class Dreamer(OffPolicyAlgorithm):
         return [
             *super()._excluded_save_params(),
             "_last_latent",
+            "_restart_filter",
             "actor_lr_schedule",
             "critic_lr_schedule",
             "_true_reward_logger",
@@ -553,6 +569,27 @@ class Dreamer(OffPolicyAlgorithm):
         buffer.device = self.device
         self.replay_buffer = buffer
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
+
+
+def _finite_rows(obs: np.ndarray | dict[str, np.ndarray], n_envs: int) -> tuple[Any, np.ndarray]:
+    """Rows of a (possibly Dict) batch of observations that are finite, and the batch with the other rows zeroed.
+
+    :return: (observations safe to encode, (n_envs,) bool mask of the finite rows)
+    """
+    arrays = obs.values() if isinstance(obs, dict) else [obs]
+    finite = np.ones(n_envs, dtype=bool)
+    for array in arrays:
+        if np.issubdtype(np.asarray(array).dtype, np.floating):
+            finite &= np.isfinite(np.asarray(array)).reshape(n_envs, -1).all(axis=1)
+    if finite.all():
+        return obs, finite
+    if isinstance(obs, dict):
+        return {key: np.where(_rows(finite, value), value, 0) for key, value in obs.items()}, finite
+    return np.where(_rows(finite, obs), obs, 0), finite
+
+
+def _rows(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return mask.reshape(-1, *([1] * (np.ndim(like) - 1)))
 
 
 def _check_observation_space(space: spaces.Space) -> None:
