@@ -237,6 +237,7 @@ def run_source(
         resumed=stage.resumed,
     )
     (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
+    stage.remove_checkpoint()  # only now: a run cut off before this line returns the finished stage
 
 
 def run_target(
@@ -295,6 +296,7 @@ def run_target(
         commit=commit,
     )
     (out / f"{variant}_{seed}.json").write_text(json.dumps(result, indent=1))
+    stage.remove_checkpoint()
 
 
 def summarise(pair: str, out: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,7 +80,13 @@ def test_target_stage_cut_off_after_a_checkpoint_resumes_from_it(tmp_path) -> No
     config = stage_config()
     source = train_source(config, tmp_path, eval_freq=20, checkpoint_freq=20)
     assert [point["step"] for point in source.curve] == [20, 40] and not source.resumed
-    assert not (tmp_path / "checkpoints" / "source").exists()  # removed once the stage is done
+    source_time = (tmp_path / "source.zip").stat().st_mtime_ns
+    again = train_source(config, tmp_path, eval_freq=20, checkpoint_freq=20)  # cut off after the stage, before storing
+    assert again.resumed and again.curve == source.curve and again.model.num_timesteps == source.model.num_timesteps
+    assert (tmp_path / "reference.npz").read_bytes() == Path(source.reference_path).read_bytes()
+    assert (tmp_path / "source.zip").stat().st_mtime_ns > source_time  # saved again, from the finished checkpoint
+    again.remove_checkpoint()
+    assert not (tmp_path / "checkpoints" / "source").exists()  # removed once the caller has stored its results
     stage = dict(learning_starts=20, eval_freq=100, checkpoint_freq=100, wrapper_state_file="wrapper.npz")
     with pytest.raises(CutOff):
         train_target(config, tmp_path, callback=[CutOffAt(250)], **stage)
@@ -94,6 +101,11 @@ def test_target_stage_cut_off_after_a_checkpoint_resumes_from_it(tmp_path) -> No
     assert resumed.dtw["episodes"] == 1 and resumed.dtw["labels_stored"] == 200
     assert resumed.wrapper_kwargs["reference"] == str(tmp_path / "reference.npz")
     assert (tmp_path / "target.zip").exists() and (tmp_path / "wrapper.npz").exists()
+    no_step = CutOffAt(resumed.model.num_timesteps + 1)  # raises if the finished stage took one more step
+    finished = train_target(config, tmp_path, callback=[no_step], **stage)
+    assert finished.curve == resumed.curve and finished.model.num_timesteps == resumed.model.num_timesteps
+    assert finished.dtw == resumed.dtw
+    finished.remove_checkpoint()
     assert not (tmp_path / "checkpoints" / "target").exists()
 
 
@@ -121,3 +133,16 @@ def test_pipeline_with_checkpoints_resumes_its_target_and_keeps_the_source(tmp_p
     assert (tmp_path / "source.zip").stat().st_mtime_ns == source_time  # the finished source is not trained again
     assert sorted(path.name for path in tmp_path.iterdir()) == ["reference.npz", "results.json", "source.zip", "target.zip"]
     assert set(results) == {"config", "random", "source_zero_shot", "target_dtw", "source_on_source"}
+
+
+def test_pipeline_cut_off_before_the_targets_first_checkpoint_keeps_the_finished_source(tmp_path, capsys) -> None:
+    config = stage_config(target_steps=60)
+    source = train_source(config, tmp_path, checkpoint_freq=100)  # as run_dtw_transfer leaves it when cut off later
+    reference = (tmp_path / "reference.npz").read_bytes()
+    capsys.readouterr()
+    run_dtw_transfer(config, tmp_path, checkpoint_freq=100)
+    assert (
+        f"resumed from {tmp_path / 'checkpoints' / 'source'} at step {source.model.num_timesteps}" in capsys.readouterr().out
+    )
+    assert (tmp_path / "reference.npz").read_bytes() == reference  # the same source, not trained again
+    assert not (tmp_path / "checkpoints").exists()

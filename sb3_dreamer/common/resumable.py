@@ -185,5 +185,10 @@ class ResumableRun(BaseCallback):
 
     def remove(self) -> None:
         """Delete the checkpoint (after the run has written its result)."""
+        self.remove_at(self.directory)
+
+    @staticmethod
+    def remove_at(directory: Path) -> None:
+        """Delete the checkpoint kept in ``directory`` (and its ``.tmp``/``.old`` siblings), if any."""
         for suffix in ("", ".tmp", ".old"):
-            shutil.rmtree(self._sibling(suffix), ignore_errors=True)
+            shutil.rmtree(directory.with_name(directory.name + suffix), ignore_errors=True)

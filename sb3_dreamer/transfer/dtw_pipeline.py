@@ -86,8 +86,18 @@ class RandomPolicy:
 CHECKPOINT_DIRS = {"source": Path("checkpoints") / "source", "target": Path("checkpoints") / "target"}
 
 
+class _Checkpointed:
+    checkpoint: ResumableRun | None
+
+    def remove_checkpoint(self) -> None:
+        """Delete the stage's checkpoint once its results are stored. Until then it holds the finished stage: called
+        again with the same arguments, the stage returns the same model and curve without training."""
+        if self.checkpoint is not None:
+            self.checkpoint.remove()
+
+
 @dataclasses.dataclass
-class SourceStage:
+class SourceStage(_Checkpointed):
     """What :func:`train_source` returns.
 
     :param model: the trained (or loaded) source Dreamer
@@ -99,6 +109,8 @@ class SourceStage:
     :param source_zero_shot: return (mean, std) of the source policy on the target's true reward
     :param seconds: wall time of the stage, including the time before a resume
     :param resumed: whether the training continued from a checkpoint
+    :param checkpoint: the stage's checkpoint (None without ``checkpoint_freq``), kept until
+        :meth:`remove_checkpoint`
     """
 
     model: Dreamer
@@ -109,10 +121,11 @@ class SourceStage:
     source_zero_shot: tuple[float, float]
     seconds: float
     resumed: bool
+    checkpoint: ResumableRun | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
-class TargetStage:
+class TargetStage(_Checkpointed):
     """What :func:`train_target` returns.
 
     :param model: the trained target agent
@@ -125,6 +138,8 @@ class TargetStage:
     :param steps: env steps of the training
     :param seconds: wall time of the stage, including the time before a resume
     :param resumed: whether the training continued from a checkpoint
+    :param checkpoint: the stage's checkpoint (None without ``checkpoint_freq``), kept until
+        :meth:`remove_checkpoint`
     """
 
     model: Any
@@ -135,6 +150,7 @@ class TargetStage:
     steps: int
     seconds: float
     resumed: bool
+    checkpoint: ResumableRun | None = dataclasses.field(default=None, repr=False)
 
 
 def _resumable(
@@ -198,7 +214,9 @@ def train_source(
     reference episodes, and evaluate a random policy and the source policy zero-shot on the target's true reward.
 
     Called again after being cut off, it continues from its last checkpoint (model, replay buffer, curve; see
-    :class:`~sb3_dreamer.common.ResumableRun`), which is deleted once the stage is done.
+    :class:`~sb3_dreamer.common.ResumableRun`). The finished stage is checkpointed too, and the checkpoint is kept
+    until the caller has stored what it needs (:meth:`SourceStage.remove_checkpoint`), so that a run cut off in
+    between loses nothing.
 
     :param config: the run's settings (``source_*``, ``n_reference_episodes``, ``dreamer_kwargs``, ``eval_episodes``,
         ``seed``)
@@ -241,19 +259,19 @@ def train_source(
     out.mkdir(parents=True, exist_ok=True)  # after the checks of the arguments: a mistake leaves no folder
     if config.source_model is None:
         source.learn(
-            config.source_steps - source.num_timesteps,
+            max(config.source_steps - source.num_timesteps, 0),
             callback=callbacks + list(callback or []),
             reset_num_timesteps=not resumed,
         )
+        if checkpoint is not None:
+            checkpoint.save()  # the finished stage: a rerun returns it without training
     source_path = out / source_file
     source.save(source_path)
     reference = record_trajectories(source, config.source_env, config.n_reference_episodes, seed=seed)
     reference_path = Path(reference.save(out / reference_file))
     random, zero_shot = _baselines(source, config)
     seconds = time.perf_counter() - curve.start
-    if checkpoint is not None:
-        checkpoint.remove()
-    return SourceStage(source, source_path, reference_path, curve.curve, random, zero_shot, seconds, resumed)
+    return SourceStage(source, source_path, reference_path, curve.curve, random, zero_shot, seconds, resumed, checkpoint)
 
 
 def _sac(env: Any, seed: int, algo_kwargs: dict[str, Any]) -> Any:
@@ -287,7 +305,7 @@ def train_target(
     ``reward="dtw"``: the env is ``DTWRewardWrapper(Monitor(env))`` with ``config.wrapper_kwargs`` (passed on to
     :class:`~sb3_dreamer.alignment.DTWRewarder`), so Monitor and the curve see the true reward, which is never learned
     from; the wrapper's state is part of the checkpoints. Called again after being cut off, the stage continues from
-    its last checkpoint (deleted once the stage is done).
+    its last checkpoint; the finished stage is checkpointed too, kept until :meth:`TargetStage.remove_checkpoint`.
 
     :param config: the run's settings (``target_env``, ``target_steps``, ``label_mode``, ``init_from_source``,
         ``dreamer_kwargs``, ``wrapper_kwargs``, ``eval_episodes``, ``seed``)
@@ -358,7 +376,10 @@ def train_target(
             raise UsageError(f"--dreamer-kwargs: cannot build Dreamer on {config.target_env} with {kwargs}: {error}") from None
     # A model loaded from the source carries the source's step count: it restarts at 0 unless this run is resumed.
     done_steps = model.num_timesteps if resumed else 0
-    model.learn(config.target_steps - done_steps, callback=callbacks + list(callback or []), reset_num_timesteps=not resumed)
+    steps = max(config.target_steps - done_steps, 0)
+    model.learn(steps, callback=callbacks + list(callback or []), reset_num_timesteps=not resumed)
+    if checkpoint is not None:
+        checkpoint.save()  # the finished stage: a rerun returns it without training
     model_path = out / model_file
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path)
@@ -375,9 +396,7 @@ def train_target(
             labels_stored=rewarder.n_labels,  # all target steps unless max_label_cost dropped some
         )
     seconds = time.perf_counter() - curve.start
-    if checkpoint is not None:
-        checkpoint.remove()
-    return TargetStage(model, model_path, curve.curve, wrapper_kwargs, dtw, config.target_steps, seconds, resumed)
+    return TargetStage(model, model_path, curve.curve, wrapper_kwargs, dtw, config.target_steps, seconds, resumed, checkpoint)
 
 
 def _sac_load(path: str | Path, **kwargs: Any) -> Any:
@@ -393,8 +412,9 @@ def run_dtw_transfer(config: TransferConfig, out_dir: str | Path, checkpoint_fre
     :param config: the run's settings
     :param out_dir: output folder (created)
     :param checkpoint_freq: env steps between checkpoints of each training (in ``out_dir/checkpoints``; None: none);
-        a stage cut off continues from its last checkpoint when this is called again (with the same arguments), and a
-        target cut off reuses the finished source's ``source.zip`` and ``reference.npz``
+        a stage cut off continues from its last checkpoint when this is called again (with the same arguments), a
+        target cut off reuses the finished source's ``source.zip`` and ``reference.npz``, and the checkpoints are
+        deleted once ``results.json`` is written
     :return: the results: true-reward returns (mean, std) of random, source zero-shot and target policies
     :raises UsageError: from :func:`check_config`, before anything is trained, and if Dreamer rejects a value of
         ``dreamer_kwargs``
@@ -410,9 +430,6 @@ def run_dtw_transfer(config: TransferConfig, out_dir: str | Path, checkpoint_fre
         source = train_source(config, out, checkpoint_freq=checkpoint_freq)
         source_model, random, zero_shot = source.model, source.random, source.source_zero_shot
     target = train_target(config, out, checkpoint_freq=checkpoint_freq)
-    checkpoints = out / "checkpoints"
-    if checkpoint_freq is not None and checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()  # both stages removed theirs: the same files as a run without checkpoints
     # 4. Evaluation on the target's true reward.
     results = dict(
         config=dataclasses.asdict(config),
@@ -422,4 +439,10 @@ def run_dtw_transfer(config: TransferConfig, out_dir: str | Path, checkpoint_fre
         source_on_source=evaluate_on_env(source_model, config.source_env, config.eval_episodes, config.seed),
     )
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    if checkpoint_freq is not None:  # the results are stored: the same files as a run without checkpoints
+        for directory in CHECKPOINT_DIRS.values():
+            ResumableRun.remove_at(out / directory)
+        checkpoints = out / "checkpoints"
+        if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
     return results
