@@ -16,7 +16,7 @@ from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from sb3_dreamer import Dreamer
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.transfer import TransferConfig
-from sb3_dreamer.transfer.__main__ import DEFAULT_OUT, PROG, _parser, main
+from sb3_dreamer.transfer.__main__ import DEFAULT_OUT, PROG, _parser, config_from_args, main
 from sb3_dreamer.transfer.dtw_pipeline import check_config
 from tests.conftest import tiny
 
@@ -33,6 +33,7 @@ OPTIONS = {
     "--wrapper-kwargs": {},
     "--eval-episodes": TransferConfig.eval_episodes,
     "--seed": TransferConfig.seed,
+    "--checkpoint-freq": None,
     "--out": DEFAULT_OUT,
 }
 
@@ -68,7 +69,7 @@ def test_quick_example_of_the_help_is_valid_and_small(capsys) -> None:
     command = " ".join(out.split("\noptions:")[0].split("Quick check")[1].split(":", 1)[1].replace("\\\n", " ").split())
     argv = [arg.strip("'") for arg in re.findall(r"'[^']*'|\S+", command.split(PROG, 1)[1])]
     args = _parser().parse_args(argv)
-    check_config(TransferConfig(**{key: value for key, value in vars(args).items() if key != "out"}))
+    check_config(config_from_args(args))
     assert args.source_steps + args.target_steps <= 3000 and args.out != DEFAULT_OUT
 
 
@@ -216,3 +217,7 @@ def test_check_config_rejects_an_unknown_label_mode() -> None:
     # The command line never gets here (argparse's choices), a TransferConfig built in Python does.
     with pytest.raises(UsageError, match="--label-mode: unknown mode 'trackin', choose one of source_reward, "):
         check_config(TransferConfig(label_mode="trackin"))
+
+
+def test_non_positive_checkpoint_freq_is_one_line(usage_error) -> None:
+    assert "--checkpoint-freq must be a positive integer, got 0" in usage_error("--checkpoint-freq", "0")

@@ -135,12 +135,15 @@ def test_pipeline_with_checkpoints_resumes_its_target_and_keeps_the_source(tmp_p
     assert set(results) == {"config", "random", "source_zero_shot", "target_dtw", "source_on_source"}
 
 
-def test_pipeline_cut_off_before_the_targets_first_checkpoint_keeps_the_finished_source(tmp_path, capsys) -> None:
+def test_cli_run_cut_off_before_the_targets_first_checkpoint_keeps_the_finished_source(tmp_path, capsys) -> None:
     config = stage_config(target_steps=60)
     source = train_source(config, tmp_path, checkpoint_freq=100)  # as run_dtw_transfer leaves it when cut off later
     reference = (tmp_path / "reference.npz").read_bytes()
     capsys.readouterr()
-    run_dtw_transfer(config, tmp_path, checkpoint_freq=100)
+    wrapper_kwargs = json.dumps(config.wrapper_kwargs)
+    settings = ["--source-steps", "40", "--target-steps", "60", "--n-reference-episodes", "1", "--eval-episodes", "1"]
+    options = ["--init-from-source", "--dreamer-kwargs", json.dumps(TINY), "--wrapper-kwargs", wrapper_kwargs]
+    assert main([*settings, *options, "--checkpoint-freq", "100", "--out", str(tmp_path)]) == 0  # the same command again
     assert (
         f"resumed from {tmp_path / 'checkpoints' / 'source'} at step {source.model.num_timesteps}" in capsys.readouterr().out
     )

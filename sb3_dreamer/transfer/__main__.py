@@ -7,7 +7,7 @@ import inspect
 import sys
 
 from sb3_dreamer.alignment.dtw import LABEL_MODES
-from sb3_dreamer.common.usage import json_object, run_cli
+from sb3_dreamer.common.usage import UsageError, json_object, run_cli
 from sb3_dreamer.dreamer import Dreamer
 from sb3_dreamer.transfer.dtw_pipeline import TransferConfig, run_dtw_transfer
 
@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed of every stage")
     parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        default=None,
+        help="env steps between checkpoints of each training (in OUT/checkpoints, deleted once results.json is "
+        "written); run the same command again to continue a run that was cut off",
+    )
+    parser.add_argument(
         "--out", default=DEFAULT_OUT, help="output folder (created): source.zip, reference.npz, target.zip, results.json"
     )
     return parser
@@ -132,9 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(PROG, lambda: _run(args))
 
 
+def config_from_args(args: argparse.Namespace) -> TransferConfig:
+    """The :class:`TransferConfig` of parsed arguments (every option but ``--out`` and ``--checkpoint-freq``)."""
+    return TransferConfig(**{key: value for key, value in vars(args).items() if key not in ("out", "checkpoint_freq")})
+
+
 def _run(args: argparse.Namespace) -> int:
-    config = TransferConfig(**{key: value for key, value in vars(args).items() if key != "out"})
-    results = run_dtw_transfer(config, args.out)
+    if args.checkpoint_freq is not None and args.checkpoint_freq <= 0:
+        raise UsageError(f"--checkpoint-freq must be a positive integer, got {args.checkpoint_freq}")
+    results = run_dtw_transfer(config_from_args(args), args.out, checkpoint_freq=args.checkpoint_freq)
     for key in ("random", "source_zero_shot", "target_dtw", "source_on_source"):
         mean, std = results[key]
         print(f"{key:>18}: {mean:9.1f} +/- {std:.1f}")
