@@ -137,7 +137,14 @@ def test_terminal_fraction_is_uniform_without_terminals_and_checked() -> None:
                                   terminal_fraction=1.0)  # fmt: skip
     for t in range(30):
         _add(buffer, t - 1, t, 0.0, False, first=t == 0)
+    uniform = _buffer(50)
+    for t in range(30):
+        _add(uniform, t - 1, t, 0.0, False, first=t == 0)
     np.random.seed(0)
-    assert not buffer.sample(64, 4).is_terminal.numpy().any()
+    batches = [buffer.sample(64, 4) for _ in range(2)]
+    assert not any(batch.is_terminal.numpy().any() for batch in batches)
+    np.random.seed(0)  # the same windows as terminal_fraction=0: no random number is drawn before a first terminal
+    for batch in batches:
+        np.testing.assert_array_equal(batch.observations.numpy(), uniform.sample(64, 4).observations.numpy())
     with pytest.raises(ValueError, match="terminal_fraction must lie in"):
         SequenceReplayBuffer(50, spaces.Box(-1, 1, (2,)), spaces.Discrete(2), "cpu", 1, 2, terminal_fraction=1.5)

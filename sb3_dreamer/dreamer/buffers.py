@@ -37,8 +37,9 @@ class SequenceReplayBuffer(BaseBuffer):
     :param n_envs: number of parallel environments
     :param action_dim: width of the stored action representation
     :param terminal_fraction: share of the sampled windows that end at a terminal row (drawn uniformly among the
-        terminal rows that can end a window; uniform windows while there is none), so that terminal states stay in
-        the world model's batches as failures become rare (DreamerV2's ``oversample_ends``); 0: uniform, as DreamerV3
+        terminal rows that can end a window; uniform windows while there is none, drawn exactly as with 0 until a
+        first terminal row is stored), so that terminal states stay in the world model's batches as failures become
+        rare (DreamerV2's ``oversample_ends``); 0: uniform, as DreamerV3
     :param non_finite: what a step with a NaN or infinite reward or observation does. ``"skip"`` (default): the step
         is not stored, the stream is cut there and the next finite observation starts a new segment (an ``is_first``
         row, as after a reset), so the world model never trains across the gap; the first skip warns, every skip is
@@ -65,6 +66,9 @@ class SequenceReplayBuffer(BaseBuffer):
         self.non_finite = non_finite
         self.n_non_finite = 0  # steps not stored because a value was NaN or infinite
         self._cut = np.zeros(n_envs, dtype=bool)  # the stream's last step was skipped: the next row starts a segment
+        # Whether a terminal row was ever stored (since reset): until then terminal_fraction draws no random numbers,
+        # so a run on a task without terminations samples exactly as with terminal_fraction=0.
+        self.has_terminal = False
         self.terminal_fraction = float(terminal_fraction)
         self.capacity = max(int(buffer_size) // n_envs, 2)
         self.action_dim = action_dim
@@ -94,6 +98,7 @@ class SequenceReplayBuffer(BaseBuffer):
         """Forget all data."""
         self.stream_pos[:] = 0
         self.stream_full[:] = False
+        self.has_terminal = False
 
     def _write(
         self, env: int, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, first: bool, terminal: bool
@@ -105,6 +110,7 @@ class SequenceReplayBuffer(BaseBuffer):
         self.rewards[env, pos] = reward
         self.is_first[env, pos] = first
         self.is_terminal[env, pos] = terminal
+        self.has_terminal = self.has_terminal or terminal
         self.stream_pos[env] = (pos + 1) % self.capacity
         if self.stream_pos[env] == 0:
             self.stream_full[env] = True
@@ -211,6 +217,7 @@ class SequenceReplayBuffer(BaseBuffer):
         self.rewards[env, index] = rewards[chunk]
         self.is_first[env, index] = is_first[chunk]
         self.is_terminal[env, index] = is_terminal[chunk]
+        self.has_terminal = self.has_terminal or bool(np.any(is_terminal[chunk]))
         if self.stream_pos[env] + n >= self.capacity:
             self.stream_full[env] = True
         self.stream_pos[env] = (self.stream_pos[env] + n) % self.capacity
@@ -236,7 +243,7 @@ class SequenceReplayBuffer(BaseBuffer):
             raise ValueError(f"The replay buffer holds no sequence of length {batch_length} yet ({self.size()} rows stored)")
         envs = np.random.choice(self.n_envs, size=batch_size, p=windows / windows.sum())
         offsets = np.floor(np.random.random(batch_size) * windows[envs]).astype(np.int64)
-        if self.terminal_fraction > 0.0:
+        if self.terminal_fraction > 0.0 and getattr(self, "has_terminal", True):  # True: pickled before the flag
             self._end_at_terminals(envs, offsets, batch_length, windows)
         # In a full stream the oldest row sits at the write position; windows start there and never cross it.
         starts = np.where(self.stream_full[envs], self.stream_pos[envs] + offsets, offsets)
