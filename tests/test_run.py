@@ -254,3 +254,13 @@ def test_the_acting_filter_never_sees_a_non_finite_observation_and_restarts_afte
     model._sample_action(0)
     assert th.isfinite(seen[0][0]).all() and not seen[0][1][0]  # encoded as zeros; nothing to restart yet
     assert seen[1][1][0]  # the next observation starts the filter afresh, as the buffer starts a new segment there
+
+
+def test_terminal_fraction_trains_exactly_as_uniform_sampling_without_terminations(pendulum) -> None:
+    params = []
+    for fraction in (0.0, 0.25):
+        model = Dreamer("MlpPolicy", pendulum, seed=0, replay_buffer_kwargs={"terminal_fraction": fraction}, **tiny())
+        model.learn(120)
+        assert not model.replay_buffer.has_terminal  # Pendulum only truncates
+        params.append(th.cat([p.detach().flatten() for p in model.policy.parameters()]))
+    assert th.equal(params[0], params[1])
