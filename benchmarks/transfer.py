@@ -13,6 +13,8 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 - ``dreamer_oracle``: the same, trained on the target's true reward (the upper reference, score 1);
 - ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
   algorithm-agnostic; SAC cannot start from a Dreamer);
+- ``dreamer_dtw_source_reward_relabel`` / ``sac_dtw_source_reward_relabel``: the same DTW reward, with the rewards
+  stored in the replay buffer rewritten by the current reward model after every refit (``RelabelCallback``);
 - ``random`` (score 0) and ``source_zero_shot`` (the source model run on the target unchanged), evaluated once.
 
 Normalised score per seed: (return - random) / (dreamer_oracle - random), both from the same seed. The final return
@@ -84,9 +86,6 @@ PAIRS: dict[str, dict[str, Any]] = {
         dreamer=DREAMER_CPU,
         dtw_kwargs=dict(max_label_cost="reference"),
     ),
-    # Time warp (Telepath's gap, https://github.com/TroddenSpade/Telepath): Pendulum with action repeat 4 (source,
-    # 50-step episodes) and 2 (target, 100-step episodes), same physics. Budgets: the Pendulum pair's in agent steps
-    # (not tuned for this pair), i.e. 120 source and 50 target episodes.
     # Hopper: Dreamer at train_freq 5 ran 8.7 env steps/s per process in the first 20k source steps (two runs plus other
     # jobs on the 2 cores) and 12.8 with only the two runs, so a 60k source takes ~1.5-2 h and a 20k target run ~30-40
     # min; the whole pair is ~10-12 h of CPU, spread over sessions by the checkpoints (first planned at 100k / 30k).
@@ -117,12 +116,17 @@ DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
     "dreamer_reference_only": ("source_reward", dict(dtw_labels=False)),
     "dreamer_dtw_source_reward_noanchor": ("source_reward", dict(anchor_reference=False)),
 }
+#: Fresh rewards (issue 19, item 4): the same DTW reward with the replay buffer relabelled after every refit
+#: (``train_target(relabel=True)``, :class:`sb3_dreamer.alignment.RelabelCallback`); compare with the variant without.
+RELABEL_SUFFIX = "_relabel"
 VARIANTS = (
     *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
     *DTW_CONTROLS,
     "dreamer_oracle",
     "sac_dtw_source_reward",
     "sac_oracle",
+    "dreamer_dtw_source_reward" + RELABEL_SUFFIX,
+    "sac_dtw_source_reward" + RELABEL_SUFFIX,
 )
 #: ``--quick``: budgets of a check of every stage in a few minutes (the agents learn little).
 QUICK = dict(
@@ -150,6 +154,7 @@ def pair_spec(pair: str, quick: bool = False) -> dict[str, Any]:
 
 def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
     """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
+    variant = variant.removesuffix(RELABEL_SUFFIX)
     if variant in DTW_CONTROLS:
         return DTW_CONTROLS[variant]
     if "_dtw_" in variant:
@@ -282,6 +287,7 @@ def run_target(
         model_file=f"final/{variant}_{seed}.zip",
         wrapper_state_file=f"final/{variant}_{seed}_wrapper.npz" if setting is not None else None,
         label=f"{pair} {variant} seed {seed}",
+        relabel=variant.endswith(RELABEL_SUFFIX),
     )
     result = dict(
         pair=pair,

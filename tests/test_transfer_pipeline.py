@@ -12,6 +12,7 @@ import pytest
 from stable_baselines3 import SAC
 
 from sb3_dreamer import Dreamer, TrajectoryDataset
+from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.transfer import TransferConfig, run_dtw_transfer, train_source, train_target
 from sb3_dreamer.transfer.__main__ import main
 from tests.conftest import CutOff, CutOffAt, tiny
@@ -149,3 +150,16 @@ def test_cli_run_cut_off_before_the_targets_first_checkpoint_keeps_the_finished_
     )
     assert (tmp_path / "reference.npz").read_bytes() == reference  # the same source, not trained again
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_target_stage_relabels_the_replay_buffer_after_each_refit(tmp_path) -> None:
+    config = stage_config(target_steps=200)  # one 200-step Pendulum episode: one refit (refit_interval 100)
+    train_source(config, tmp_path)
+    sac = dict(learning_starts=20, batch_size=8)
+    stage = train_target(config, tmp_path, algo="sac", algo_kwargs=sac, relabel=True)
+    assert stage.dtw["refits"] == 1 and stage.dtw["relabels"] == 1
+    buffer = stage.model.replay_buffer
+    rewarder = stage.model.get_env().envs[0].rewarder
+    np.testing.assert_allclose(buffer.rewards[:200, 0], rewarder.predict(buffer.next_observations[:200, 0]), rtol=1e-5)
+    with pytest.raises(UsageError, match="relabel=True needs reward='dtw'"):
+        train_target(config, tmp_path, algo="sac", reward="oracle", relabel=True)

@@ -37,7 +37,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... env ids)
-from sb3_dreamer.alignment import DTWRewardWrapper, record_trajectories
+from sb3_dreamer.alignment import DTWRewardWrapper, RelabelCallback, record_trajectories
 from sb3_dreamer.common.resumable import EvalCurve, ResumableRun
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer import Dreamer
@@ -133,8 +133,8 @@ class TargetStage(_Checkpointed):
     :param curve: its learning curve on the target's true reward (empty without ``eval_freq``); for ``reward="dtw"``
         each point also has ``learned_mean``, the same episodes' return under the reward model at that time
     :param wrapper_kwargs: the :class:`DTWRewardWrapper` arguments of the run (empty for ``reward="oracle"``)
-    :param dtw: the reward wrapper's counts: ``episodes``, ``refits``, ``truncated_refits``, ``labels_stored`` (empty
-        for ``reward="oracle"``)
+    :param dtw: the reward wrapper's counts: ``episodes``, ``refits``, ``truncated_refits``, ``labels_stored``, and
+        ``relabels`` with ``relabel=True`` (empty for ``reward="oracle"``)
     :param steps: env steps of the training
     :param seconds: wall time of the stage, including the time before a resume
     :param resumed: whether the training continued from a checkpoint
@@ -298,6 +298,7 @@ def train_target(
     wrapper_state_file: str | None = None,
     label: str | None = None,
     callback: list[BaseCallback] | None = None,
+    relabel: bool = False,
 ) -> TargetStage:
     """Stage 3: train an agent for ``config.target_steps`` env steps on the target env, on the learned DTW reward or
     (the oracle control) on the target's true reward, and save it.
@@ -326,6 +327,8 @@ def train_target(
     :param wrapper_state_file: file (relative to ``out``) for the reward wrapper's final state, or None
     :param label: prefix of the curve's progress lines
     :param callback: further callbacks of the training (after the curve and the checkpoints)
+    :param relabel: rewrite the rewards stored in the agent's replay buffer after every refit of the reward model
+        (:class:`~sb3_dreamer.alignment.RelabelCallback`; ``reward="dtw"`` only); ``dtw["relabels"]`` counts them
     :return: the model, its path, the curve, the wrapper's arguments and counts
     :raises UsageError: from :func:`check_config`, for an unknown ``algo`` or ``reward``, and if Dreamer rejects a
         value of ``dreamer_kwargs``
@@ -335,6 +338,8 @@ def train_target(
         raise UsageError(f"algo must be 'dreamer' or 'sac', got {algo!r}")
     if reward not in ("dtw", "oracle"):
         raise UsageError(f"reward must be 'dtw' or 'oracle', got {reward!r}")
+    if relabel and reward != "dtw":
+        raise UsageError("relabel=True needs reward='dtw': the oracle's true rewards never change")
     out = Path(out)
     seed = config.seed
     wrapper_kwargs: dict[str, Any] = {}
@@ -377,7 +382,8 @@ def train_target(
     # A model loaded from the source carries the source's step count: it restarts at 0 unless this run is resumed.
     done_steps = model.num_timesteps if resumed else 0
     steps = max(config.target_steps - done_steps, 0)
-    model.learn(steps, callback=callbacks + list(callback or []), reset_num_timesteps=not resumed)
+    relabeller = [RelabelCallback()] if relabel else []
+    model.learn(steps, callback=callbacks + relabeller + list(callback or []), reset_num_timesteps=not resumed)
     if checkpoint is not None:
         checkpoint.save()  # the finished stage: a rerun returns it without training
     model_path = out / model_file
@@ -395,6 +401,8 @@ def train_target(
             truncated_refits=rewarder.n_truncated_refits,
             labels_stored=rewarder.n_labels,  # all target steps unless max_label_cost dropped some
         )
+        if relabeller:
+            dtw["relabels"] = relabeller[0].n_relabels  # since this process started (a resumed run counts anew)
     seconds = time.perf_counter() - curve.start
     return TargetStage(model, model_path, curve.curve, wrapper_kwargs, dtw, config.target_steps, seconds, resumed, checkpoint)
 
