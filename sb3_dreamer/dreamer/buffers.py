@@ -285,3 +285,24 @@ def _check_finite(name: str, *arrays: np.ndarray) -> None:
         array = np.asarray(array)
         if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
             raise ValueError(f"The environment returned a non-finite {name} (NaN or inf): {array}")
+
+
+def finite_rows(obs: np.ndarray | dict[str, np.ndarray], n_envs: int) -> tuple[Any, np.ndarray]:
+    """Rows of a (possibly Dict) batch of observations that are finite, and the batch with the other rows zeroed.
+
+    :return: (observations safe to encode, (n_envs,) bool mask of the finite rows)
+    """
+    arrays = obs.values() if isinstance(obs, dict) else [obs]
+    finite = np.ones(n_envs, dtype=bool)
+    for array in arrays:
+        if np.issubdtype(np.asarray(array).dtype, np.floating):
+            finite &= np.isfinite(np.asarray(array)).reshape(n_envs, -1).all(axis=1)
+    if finite.all():
+        return obs, finite
+    if isinstance(obs, dict):
+        return {key: np.where(_rows(finite, value), value, 0) for key, value in obs.items()}, finite
+    return np.where(_rows(finite, obs), obs, 0), finite
+
+
+def _rows(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return mask.reshape(-1, *([1] * (np.ndim(like) - 1)))

@@ -35,7 +35,7 @@ from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_dreamer.common.callbacks import LogProgressCallback, TaskReturnCallback, TrueRewardCallback
 from sb3_dreamer.common.timing import PhaseTimer
-from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
+from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer, finite_rows
 from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
 from sb3_dreamer.dreamer.type_aliases import AgentState
 from sb3_dreamer.dreamer.update import behavior_losses, open_loop_strips, optimizer_step, world_model_step
@@ -309,7 +309,7 @@ class Dreamer(OffPolicyAlgorithm):
         restart = getattr(self, "_restart_filter", None)
         if restart is None or restart.shape != (n_envs,):
             restart = np.zeros(n_envs, dtype=bool)
-        obs, finite = _finite_rows(self._last_obs, n_envs)  # type: ignore[arg-type]
+        obs, finite = finite_rows(self._last_obs, n_envs)  # type: ignore[arg-type]
         obs_tensor, _ = self.policy.obs_to_tensor(obs)
         starts = np.asarray(self._last_episode_starts, dtype=bool) | restart
         env_action, latent = self.policy.act(obs_tensor, self._last_latent, starts, deterministic=False)
@@ -569,27 +569,6 @@ class Dreamer(OffPolicyAlgorithm):
         buffer.device = self.device
         self.replay_buffer = buffer
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
-
-
-def _finite_rows(obs: np.ndarray | dict[str, np.ndarray], n_envs: int) -> tuple[Any, np.ndarray]:
-    """Rows of a (possibly Dict) batch of observations that are finite, and the batch with the other rows zeroed.
-
-    :return: (observations safe to encode, (n_envs,) bool mask of the finite rows)
-    """
-    arrays = obs.values() if isinstance(obs, dict) else [obs]
-    finite = np.ones(n_envs, dtype=bool)
-    for array in arrays:
-        if np.issubdtype(np.asarray(array).dtype, np.floating):
-            finite &= np.isfinite(np.asarray(array)).reshape(n_envs, -1).all(axis=1)
-    if finite.all():
-        return obs, finite
-    if isinstance(obs, dict):
-        return {key: np.where(_rows(finite, value), value, 0) for key, value in obs.items()}, finite
-    return np.where(_rows(finite, obs), obs, 0), finite
-
-
-def _rows(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
-    return mask.reshape(-1, *([1] * (np.ndim(like) - 1)))
 
 
 def _check_observation_space(space: spaces.Space) -> None:
