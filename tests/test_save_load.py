@@ -139,6 +139,22 @@ def test_replay_buffer_round_trip_and_exact_resume(tmp_path, pendulum) -> None:
         th.testing.assert_close(value, loaded.policy.state_dict()[key], rtol=0, atol=0, msg=key)
 
 
+def test_replay_buffer_pickled_by_an_older_version_loads_and_keeps_training(tmp_path, pendulum) -> None:
+    import pickle
+
+    model = Dreamer("MlpPolicy", pendulum, seed=0, **tiny())
+    model.learn(40)
+    buffer = model.replay_buffer
+    for name in ("terminal_fraction", "non_finite", "n_non_finite", "has_terminal", "_cut"):  # added since 2026-12
+        del buffer.__dict__[name]
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps(buffer))
+    model.load_replay_buffer(tmp_path / "old.pkl")
+    old = model.replay_buffer
+    assert (old.terminal_fraction, old.non_finite, old.n_non_finite, old.has_terminal) == (0.0, "raise", 0, True)
+    model.learn(40, reset_num_timesteps=False)  # adds and samples with the old behaviour
+    assert old.size() == 80 + 2  # one reset row at the start and one after loading the buffer (a new segment)
+
+
 def test_replay_buffer_mismatch_raises(tmp_path) -> None:
     model = Dreamer("MlpPolicy", "CartPole-v1", **tiny())
     model.learn(20)

@@ -84,6 +84,12 @@ class SequenceReplayBuffer(BaseBuffer):
         self.stream_pos = np.zeros(n_envs, dtype=np.int64)
         self.stream_full = np.zeros(n_envs, dtype=bool)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving a buffer saved by an older version the attributes added since, with its old behaviour."""
+        n_envs = state["n_envs"]
+        defaults = dict(terminal_fraction=0.0, non_finite="raise", n_non_finite=0, has_terminal=True)
+        self.__dict__.update({**defaults, "_cut": np.zeros(n_envs, dtype=bool), **state})
+
     @property
     def nbytes(self) -> int:
         """Memory held by the buffer's arrays, in bytes."""
@@ -140,8 +146,7 @@ class SequenceReplayBuffer(BaseBuffer):
         reward = np.asarray(reward, dtype=np.float32).reshape(self.n_envs)
         action = np.asarray(action, dtype=np.float32).reshape(self.n_envs, self.action_dim)
         first = np.ones(self.n_envs, dtype=bool) if is_first is None else np.asarray(is_first, dtype=bool)
-        cut = getattr(self, "_cut", np.zeros(self.n_envs, dtype=bool))  # buffers pickled before non_finite existed
-        self._cut = cut
+        cut = self._cut
         for env in range(self.n_envs):
             start = {key: obs_dict[key][env] for key in self.obs_keys}
             step = {key: next_dict[key][env] for key in self.obs_keys}
@@ -167,10 +172,10 @@ class SequenceReplayBuffer(BaseBuffer):
         if not bad:
             return True
         what = f"{name} {bad}" if len(arrays) > 1 else name
-        if getattr(self, "non_finite", "raise") == "raise":
+        if self.non_finite == "raise":
             shown = {key: arrays[key] for key in bad}
             raise ValueError(f"The environment returned a non-finite {what} (NaN or inf) in env {env}: {shown}")
-        self.n_non_finite = getattr(self, "n_non_finite", 0) + 1
+        self.n_non_finite += 1
         if self.n_non_finite == 1:
             warnings.warn(
                 f"Skipped a step with a non-finite {what} (NaN or inf) in env {env}: it is not stored and the next "
@@ -243,7 +248,7 @@ class SequenceReplayBuffer(BaseBuffer):
             raise ValueError(f"The replay buffer holds no sequence of length {batch_length} yet ({self.size()} rows stored)")
         envs = np.random.choice(self.n_envs, size=batch_size, p=windows / windows.sum())
         offsets = np.floor(np.random.random(batch_size) * windows[envs]).astype(np.int64)
-        if self.terminal_fraction > 0.0 and getattr(self, "has_terminal", True):  # True: pickled before the flag
+        if self.terminal_fraction > 0.0 and self.has_terminal:
             self._end_at_terminals(envs, offsets, batch_length, windows)
         # In a full stream the oldest row sits at the write position; windows start there and never cross it.
         starts = np.where(self.stream_full[envs], self.stream_pos[envs] + offsets, offsets)
