@@ -306,7 +306,7 @@ class Dreamer(OffPolicyAlgorithm):
         if self._last_latent is None or self._last_latent.deter.shape[0] != n_envs:
             self._last_latent = self.policy.initial_state(n_envs)
         self.policy.set_training_mode(False)
-        restart = getattr(self, "_restart_filter", None)
+        restart = self._restart_filter
         if restart is None or restart.shape != (n_envs,):
             restart = np.zeros(n_envs, dtype=bool)
         obs, finite = finite_rows(self._last_obs, n_envs)  # type: ignore[arg-type]
@@ -357,7 +357,7 @@ class Dreamer(OffPolicyAlgorithm):
             self.logger.record("rollout/non_finite_steps", self.replay_buffer.n_non_finite)
         # A non-finite reward restarts the buffer's segment at new_obs: restart the filter there too.
         bad_reward = ~np.isfinite(np.asarray(reward, dtype=np.float64)).reshape(-1)
-        restart = getattr(self, "_restart_filter", None)
+        restart = self._restart_filter
         self._restart_filter = bad_reward if restart is None or restart.shape != bad_reward.shape else restart | bad_reward
         self._last_obs = new_obs
         self._last_episode_starts = np.asarray(dones, dtype=bool).copy()
