@@ -72,6 +72,7 @@ def run_one(
     :param steps: env-step budget (None: the zoo entry's ``n_timesteps``)
     :param dreamer_kwargs: Dreamer arguments over the defaults (a knob under test; recorded in the JSON)
     :param log_train: write SB3's training log (``train/*`` metrics) to ``out / "logs" / <run_name> / progress.csv``
+        (the part after a resume at step N to ``.../<run_name>/from_N/progress.csv``)
     """
     import gymnasium as gym
     import torch as th
@@ -100,7 +101,9 @@ def run_one(
     if log_train:
         from stable_baselines3.common.logger import configure
 
-        model.set_logger(configure(str(out / "logs" / name), ["csv"]))
+        # SB3's CSV output starts a new file: a resumed run logs to its own folder, so no earlier rows are lost.
+        folder = out / "logs" / name / (f"from_{model.num_timesteps}" if resumed else "")
+        model.set_logger(configure(str(folder), ["csv"]))
     model.learn(steps - model.num_timesteps, callback=[evaluate, checkpoint], reset_num_timesteps=not resumed)
     result = dict(
         algo=algo,
