@@ -131,7 +131,7 @@ class ResumableRun(BaseCallback):
         return True
 
     def _sibling(self, suffix: str) -> Path:
-        return self.directory.with_name(self.directory.name + suffix)
+        return _sibling(self.directory, suffix)
 
     def save(self) -> None:
         """Write a checkpoint of the current state."""
@@ -188,7 +188,17 @@ class ResumableRun(BaseCallback):
         self.remove_at(self.directory)
 
     @staticmethod
+    def exists_at(directory: Path) -> bool:
+        """Whether :meth:`restore` would find a checkpoint in ``directory`` (or in its ``.old`` sibling)."""
+        return any((_sibling(directory, suffix) / "progress.json").exists() for suffix in ("", ".old"))
+
+    @staticmethod
     def remove_at(directory: Path) -> None:
         """Delete the checkpoint kept in ``directory`` (and its ``.tmp``/``.old`` siblings), if any."""
         for suffix in ("", ".tmp", ".old"):
-            shutil.rmtree(directory.with_name(directory.name + suffix), ignore_errors=True)
+            shutil.rmtree(_sibling(directory, suffix), ignore_errors=True)
+
+
+def _sibling(directory: Path, suffix: str) -> Path:
+    """``directory`` with ``suffix`` appended to its name (the ``.tmp`` and ``.old`` folders of a checkpoint)."""
+    return directory.with_name(directory.name + suffix)

@@ -192,11 +192,6 @@ def _baselines(source: Any, config: TransferConfig) -> tuple[tuple[float, float]
     return random_return, evaluate_on_env(source, config.target_env, config.eval_episodes, config.seed)
 
 
-def _has_checkpoint(directory: Path) -> bool:
-    """Whether :meth:`ResumableRun.restore` would find a checkpoint in ``directory``."""
-    return any((directory.with_name(directory.name + suffix) / "progress.json").exists() for suffix in ("", ".old"))
-
-
 def train_source(
     config: TransferConfig,
     out: str | Path,
@@ -429,7 +424,7 @@ def run_dtw_transfer(config: TransferConfig, out_dir: str | Path, checkpoint_fre
     """
     check_config(config)
     out = Path(out_dir)
-    if checkpoint_freq is not None and _has_checkpoint(out / CHECKPOINT_DIRS["target"]):
+    if checkpoint_freq is not None and ResumableRun.exists_at(out / CHECKPOINT_DIRS["target"]):
         # The source stage finished before the target was cut off: keep its model and reference (the target's
         # checkpoint holds a reward wrapper fitted to that reference).
         source_model = Dreamer.load(out / "source.zip")
