@@ -15,7 +15,7 @@ from stable_baselines3 import DQN
 
 from sb3_dreamer import Dreamer
 from sb3_dreamer.common.usage import UsageError
-from sb3_dreamer.dreamer.policies import module_of
+from sb3_dreamer.dreamer.policies import module_of, same_observation_space
 from sb3_dreamer.transfer import (
     MinAtarCategorical,
     OfflineDataset,
@@ -214,3 +214,21 @@ def test_sb3_cnn_agents_record_their_images_as_uint8(tmp_path: Path) -> None:
     assert record_episodes(agent, env, 15, dataset, seed=0) == 20  # one whole episode (ImageEnv truncates at 20)
     frames = next(dataset.iter_episodes())["obs/obs"]
     assert frames.shape == (21, 36, 36, 3) and frames.dtype == np.uint8
+
+
+def test_same_observation_space_accepts_only_the_channel_first_transpose(tmp_path: Path) -> None:
+    """The check record_episodes and compensation share: the (C, H, W) view SB3 gives image policies passes, another
+    shape, dtype or Dict key does not, and record_episodes names both spaces."""
+    image = spaces.Box(0, 255, (10, 12, 3), np.uint8)
+    assert same_observation_space(spaces.Box(0, 255, (3, 10, 12), np.uint8), image)
+    assert same_observation_space(image, image)
+    assert not same_observation_space(spaces.Box(0, 255, (12, 10, 3), np.uint8), image)  # H and W swapped
+    assert not same_observation_space(spaces.Box(0, 1, (3, 10, 12), np.float32), image)  # dtype
+    vector = spaces.Box(-1, 1, (4,), np.float32)
+    assert not same_observation_space(spaces.Box(-1, 1, (5,), np.float32), vector)
+    assert same_observation_space(spaces.Dict(a=image, b=vector), spaces.Dict(a=image, b=vector))
+    assert not same_observation_space(spaces.Dict(a=image), spaces.Dict(a=image, b=vector))
+    env = gym.wrappers.TimeLimit(TerminatingEnv(obs_dim=4), 50)
+    other = ConstantAgent(gym.wrappers.TimeLimit(TerminatingEnv(obs_dim=3), 50), 0)
+    with pytest.raises(UsageError, match=r"Agent 0 was trained on .*\(3,\).*\(4,\)"):
+        record_episodes(other, env, 10, OfflineDataset.create(tmp_path / "d", env.observation_space, env.action_space))

@@ -125,6 +125,20 @@ def action_dim(action_space: spaces.Space) -> int:
     return sum(categorical_sizes(action_space))
 
 
+def same_observation_space(source: spaces.Space, env: spaces.Space) -> bool:
+    """Whether a model trained on ``source`` can act on ``env``'s observations: same shape and dtype, where an image may
+    be channel-first in ``source`` (SB3 transposes images for its policies, ``VecTransposeImage``); Dict spaces key by
+    key.
+    """
+    if isinstance(source, spaces.Dict) and isinstance(env, spaces.Dict):
+        return source.spaces.keys() == env.spaces.keys() and all(
+            same_observation_space(source[key], env[key]) for key in env.spaces
+        )
+    if isinstance(source, spaces.Box) and isinstance(env, spaces.Box) and source.dtype == env.dtype:
+        return source.shape == env.shape or (len(env.shape) == 3 and source.shape == (env.shape[2], *env.shape[:2]))
+    return source == env
+
+
 def to_model_action(action_space: spaces.Space, env_action: np.ndarray) -> np.ndarray:
     """Map environment actions (N, ...) to the model's representation (N, A): Box actions scaled to [-1, 1] from the
     space's bounds, (Multi)Discrete ones one-hot per dimension.

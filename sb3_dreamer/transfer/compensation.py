@@ -35,7 +35,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer import Dreamer
-from sb3_dreamer.dreamer.policies import action_dim
+from sb3_dreamer.dreamer.policies import action_dim, same_observation_space
 from sb3_dreamer.dreamer.type_aliases import AgentState
 from sb3_dreamer.transfer.fractional import load_model
 
@@ -96,15 +96,6 @@ def _flat(value: Any) -> np.ndarray:
 
 def _copy(obs: Any) -> Any:
     return {key: np.array(value) for key, value in obs.items()} if isinstance(obs, dict) else np.array(obs)
-
-
-def _same_space(source: spaces.Space, env: spaces.Space) -> bool:
-    """Same shape and dtype (an image may be channel-first in the source: SB3 transposes images for its policies)."""
-    if isinstance(source, spaces.Dict) and isinstance(env, spaces.Dict):
-        return source.spaces.keys() == env.spaces.keys() and all(_same_space(source[key], env[key]) for key in env.spaces)
-    if isinstance(source, spaces.Box) and isinstance(env, spaces.Box) and source.dtype == env.dtype:
-        return source.shape == env.shape or (len(env.shape) == 3 and source.shape == (env.shape[2], *env.shape[:2]))
-    return source == env
 
 
 class DreamerRewardModel:
@@ -187,7 +178,7 @@ def _reward_model(source_reward: Any, env: gym.Env) -> DreamerRewardModel | _Fun
         source_reward = DreamerRewardModel(source_reward)
     if isinstance(source_reward, DreamerRewardModel):
         source, env_obs, env_act = source_reward.policy, env.observation_space, env.action_space
-        if not _same_space(source.observation_space, env_obs):
+        if not same_observation_space(source.observation_space, env_obs):
             raise UsageError(
                 "RewardCompensation: a source reward model for another observation space (source Dreamer: "
                 f"{source.observation_space}, env: {env_obs}); shape and dtype must agree"

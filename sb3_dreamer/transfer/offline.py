@@ -36,7 +36,7 @@ from gymnasium import spaces
 
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
-from sb3_dreamer.dreamer.policies import action_dim, to_model_action
+from sb3_dreamer.dreamer.policies import action_dim, same_observation_space, to_model_action
 
 #: Name and version written into ``dataset.json``; a dataset of another version is refused with a clear error.
 DATASET_FORMAT, DATASET_VERSION = "sb3-dreamer-offline", 1
@@ -255,10 +255,10 @@ def record_episodes(
     agents = list(agents) if isinstance(agents, (list, tuple)) else [agents]
     if not agents:
         raise UsageError("record_episodes needs at least one agent")
-    shape = env.observation_space.shape
-    transposed = (shape[-1], *shape[:-1]) if len(shape) == 3 else shape  # SB3 image policies see channel-first images
     for index, agent in enumerate(agents):
-        if agent.observation_space.shape not in (shape, transposed) or agent.action_space != env.action_space:
+        if not same_observation_space(agent.observation_space, env.observation_space) or (
+            agent.action_space != env.action_space
+        ):
             raise UsageError(
                 f"Agent {index} was trained on {agent.observation_space} / {agent.action_space}, the env has "
                 f"{env.observation_space} / {env.action_space}"
