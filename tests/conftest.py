@@ -20,6 +20,10 @@ TINY: dict[str, Any] = dict(
     train_freq=4,
 )
 
+#: Seconds a test's subprocess (a CLI run, a fresh interpreter importing torch and SB3) may take before the test fails
+#: as hung. Generous: on a machine whose cores are busy with other work an import alone can take over two minutes.
+SUBPROCESS_TIMEOUT = 900
+
 
 def tiny(**overrides: Any) -> dict[str, Any]:
     """TINY with overrides (a fresh dict each call)."""

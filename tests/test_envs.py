@@ -10,6 +10,7 @@ from stable_baselines3.common.env_checker import check_env
 
 import sb3_dreamer.envs
 from sb3_dreamer.envs import ENV_SPECS, REPEAT_SPECS, ActionRepeat, RewardFree, make_repeat_env, register_envs
+from tests.conftest import SUBPROCESS_TIMEOUT
 
 CLASSIC = ["PendulumSource-v0", "PendulumTarget-v0", "CartPoleSource-v0", "CartPoleTarget-v0"]
 BULLET = ["HopperSource-v0", "HopperTarget-v0", "HalfCheetahSource-v0", "HalfCheetahTarget-v0"]
@@ -251,7 +252,7 @@ def test_reward_free_hides_reward() -> None:
 def test_importing_the_package_registers_the_pairs() -> None:
     # A fresh interpreter: `import sb3_dreamer` alone must make the ids available (no sb3_dreamer.envs import).
     code = "import gymnasium, sb3_dreamer; print(gymnasium.make('sb3_dreamer/PendulumTarget-v0').unwrapped.m)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) == ENV_SPECS["PendulumTarget-v0"][1]["mass"] != 1.0
 
@@ -263,7 +264,7 @@ def test_importing_the_package_registers_minatar() -> None:
         "model = Dreamer('CnnPolicy', 'MinAtar/Breakout-v1', policy_kwargs=dict(model_size='debug')); "
         "print(model.observation_space.shape)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(10, 10, 4)"
 
@@ -279,6 +280,6 @@ def test_minatar_registration_matches_minatar_and_does_not_import_it() -> None:
         "theirs = {k: (v.entry_point, v.kwargs) for k, v in gym.registry.items() if k.startswith('MinAtar/')}\n"
         "print(len(ours), ours == theirs)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "10", "True"]

@@ -9,10 +9,11 @@ import gymnasium as gym
 import pytest
 
 from sb3_dreamer_plugins import launcher
+from tests.conftest import SUBPROCESS_TIMEOUT
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
 
 
 def test_import_loads_no_extra() -> None:

@@ -16,7 +16,7 @@ from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer.policies import module_of
 from sb3_dreamer.transfer import MultiTaskVecEnv, fractional_transfer, modular_transfer
 from sb3_dreamer.transfer.meta_model import meta_model_policy_kwargs, meta_model_transfer
-from tests.conftest import ImageEnv, tiny
+from tests.conftest import SUBPROCESS_TIMEOUT, ImageEnv, tiny
 
 
 class RecordingEnv(gym.Env):
@@ -391,7 +391,7 @@ def test_sb3_dreamer_train_starts_from_a_transferred_model(source: Dreamer, tmp_
     script = Path(sys.executable).parent / "sb3-dreamer"
     args = ["train", "--env", "Pendulum-v1", "-conf", str(config), "-f", "logs", "--seed", "0", "--num-threads", "1"]
     result = subprocess.run(
-        [str(script), *args, "-params", *params], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [str(script), *args, "-params", *params], cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Transferred (modular)" in result.stdout

@@ -35,7 +35,7 @@ from stable_baselines3.common.monitor import ResultsWriter
 from sb3_dreamer import Dreamer
 from sb3_dreamer_plugins import cli
 from sb3_dreamer_plugins.rl_zoo import convert_dreamer_params, register, sample_dreamer_params
-from tests.conftest import tiny
+from tests.conftest import SUBPROCESS_TIMEOUT, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "zoo_configs" / "dreamer.yml"
@@ -52,7 +52,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 th.set_num_threads(1)
 
 
-def run_script(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_script(*args: str, cwd: Path, timeout: float = SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run([str(SCRIPT), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
@@ -239,7 +239,7 @@ def test_tuning_with_two_workers(tmp_path: Path) -> None:
         subprocess.Popen([str(SCRIPT), *common, "--seed", str(seed)], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, text=True)
         for seed in (1, 2)
     ]
-    outputs = [worker.communicate(timeout=180)[0] for worker in workers]
+    outputs = [worker.communicate(timeout=SUBPROCESS_TIMEOUT)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
     assert all("Pruner: median" in output for output in outputs)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
@@ -273,7 +273,7 @@ def test_bad_yaml_key_exits_with_one_line(tmp_path: Path) -> None:
         env=ENV,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
