@@ -130,12 +130,9 @@ class ResumableRun(BaseCallback):
             self.save()
         return True
 
-    def _sibling(self, suffix: str) -> Path:
-        return _sibling(self.directory, suffix)
-
     def save(self) -> None:
         """Write a checkpoint of the current state."""
-        tmp = self._sibling(".tmp")
+        tmp = _sibling(self.directory, ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.model.save(tmp / "model.zip")
@@ -149,7 +146,7 @@ class ResumableRun(BaseCallback):
             eval_seconds=self.curve.eval_seconds,
         )
         (tmp / "progress.json").write_text(json.dumps(progress))
-        old = self._sibling(".old")
+        old = _sibling(self.directory, ".old")
         if self.directory.exists():
             os.replace(self.directory, old)
         os.replace(tmp, self.directory)
@@ -163,7 +160,7 @@ class ResumableRun(BaseCallback):
         """
         directory = self.directory
         if not (directory / "progress.json").exists():
-            old = self._sibling(".old")  # killed between the two renames of save()
+            old = _sibling(self.directory, ".old")  # killed between the two renames of save()
             if not (old / "progress.json").exists():
                 return None
             directory = old

@@ -14,7 +14,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.vec_env import VecTransposeImage
 from torch import nn
 
 from sb3_dreamer.dreamer.distributions import mode_onehot, sample_onehot, unimix_logits
@@ -126,16 +128,19 @@ def action_dim(action_space: spaces.Space) -> int:
 
 
 def same_observation_space(source: spaces.Space, env: spaces.Space) -> bool:
-    """Whether a model trained on ``source`` can act on ``env``'s observations: same shape and dtype, where an image may
-    be channel-first in ``source`` (SB3 transposes images for its policies, ``VecTransposeImage``); Dict spaces key by
-    key.
+    """Whether a model trained on ``source`` can act on ``env``'s observations: same shape and dtype, or ``source`` is
+    the channel-first view SB3 gives its policies of a channel-last image (``VecTransposeImage.transpose_space``); Dict
+    spaces key by key.
     """
     if isinstance(source, spaces.Dict) and isinstance(env, spaces.Dict):
         return source.spaces.keys() == env.spaces.keys() and all(
             same_observation_space(source[key], env[key]) for key in env.spaces
         )
-    if isinstance(source, spaces.Box) and isinstance(env, spaces.Box) and source.dtype == env.dtype:
-        return source.shape == env.shape or (len(env.shape) == 3 and source.shape == (env.shape[2], *env.shape[:2]))
+    if isinstance(source, spaces.Box) and isinstance(env, spaces.Box):
+        if source.shape == env.shape and source.dtype == env.dtype:
+            return True
+        transposable = is_image_space(env, check_channels=False) and not is_image_space_channels_first(env)
+        return transposable and source == VecTransposeImage.transpose_space(env)
     return source == env
 
 
