@@ -72,6 +72,8 @@ def test_dataset_round_trip_keeps_rows_exactly(tmp_path: Path) -> None:
     assert buffer.size() == 12
     batch = buffer.sample(4, 6)
     assert batch.observations.shape == (4, 6, 3) and batch.prev_actions.shape == (4, 6, 3)
+    ends = reopened.replay_buffer(env.observation_space, spaces.Discrete(3), terminal_fraction=1.0)  # the model's kwargs
+    assert ends.sample(16, 3).is_terminal[:, -1].all()
 
 
 def test_images_stay_uint8_and_minatar_layout_is_one_categorical_map(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from stable_baselines3.common.envs import IdentityEnv, SimpleMultiObsEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from sb3_dreamer import Dreamer
+from sb3_dreamer import DREAMERV3_SETTINGS, Dreamer
 from tests.conftest import ImageEnv, TerminatingEnv, tiny
 
 
@@ -264,3 +264,14 @@ def test_terminal_fraction_trains_exactly_as_uniform_sampling_without_terminatio
         assert not model.replay_buffer.has_terminal  # Pendulum only truncates
         params.append(th.cat([p.detach().flatten() for p in model.policy.parameters()]))
     assert th.equal(params[0], params[1])
+
+
+def test_default_replay_oversamples_terminals_and_dreamerv3_settings_sample_uniformly() -> None:
+    shares = []
+    for kwargs in ({}, {"replay_buffer_kwargs": DREAMERV3_SETTINGS["replay_buffer_kwargs"]}):
+        model = Dreamer("MlpPolicy", TerminatingEnv(horizon=20), seed=0, **tiny(learning_starts=200, **kwargs))
+        model.learn(150)  # stores 150 rows, 7 of them terminal; no update yet
+        np.random.seed(0)
+        shares.append(model.replay_buffer.sample(400, 4).is_terminal[:, -1].float().mean().item())
+    assert shares[0] > 0.2  # a quarter of the windows end at a terminal row (on top of the uniform ones)
+    assert shares[1] < 0.12  # DreamerV3: uniform windows, about 7 in 150 end at a terminal row

@@ -43,11 +43,19 @@ from sb3_dreamer.dreamer.update import behavior_losses, open_loop_strips, optimi
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
 #: DreamerV3's update settings: batch 16 x 64, imagination from all B * T replayed states, train ratio 512 (one update
-#: per two env steps at that batch). About 4x the work per env step of the constructor defaults (16 x 32 batches, 256
-#: imagination starts, one update per two env steps), which are this project's CPU settings:
+#: per two env steps at that batch), uniform replay (no terminal oversampling). About 4x the work per env step of the
+#: constructor defaults (16 x 32 batches, 256 imagination starts, one update per two env steps, a quarter of the windows
+#: ending at a terminal row), which are this project's CPU settings:
 #: ``Dreamer("MlpPolicy", env, **DREAMERV3_SETTINGS)`` trains as the paper does.
 DREAMERV3_SETTINGS: Mapping[str, Any] = MappingProxyType(
-    dict(batch_size=16, batch_length=64, imagination_starts=None, train_ratio=512, learning_starts=1024)
+    dict(
+        batch_size=16,
+        batch_length=64,
+        imagination_starts=None,
+        train_ratio=512,
+        learning_starts=1024,
+        replay_buffer_kwargs=dict(terminal_fraction=0.0),
+    )
 )
 
 #: Weights of the world-model loss terms (DreamerV3, Eq. 5): prediction terms 1, beta_dyn, beta_rep.

@@ -207,19 +207,27 @@ class OfflineDataset:
             yield rows
 
     def replay_buffer(
-        self, observation_space: spaces.Space, action_space: spaces.Space, device: str | th.device = "cpu"
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: str | th.device = "cpu",
+        **buffer_kwargs: Any,
     ) -> SequenceReplayBuffer:
         """All episodes in one replay stream (windows across episodes reset at ``is_first``, as in DreamerV3).
 
         :param observation_space: the model's observation space (checked against the dataset's layout)
         :param action_space: the model's action space (checked likewise)
         :param device: device of the sampled tensors (the model's)
+        :param buffer_kwargs: sampling arguments of :class:`SequenceReplayBuffer` (the model's ``replay_buffer_kwargs``,
+            e.g. ``terminal_fraction``)
         """
         self.check_layout(observation_space, action_space)
         if not self.episodes:
             raise UsageError(f"The dataset {str(self.path)!r} holds no episodes")
         rows = sum(ep["length"] + 1 for ep in self.episodes)
-        buffer = SequenceReplayBuffer(rows, observation_space, action_space, device=device, action_dim=self.action_dim)
+        buffer = SequenceReplayBuffer(
+            rows, observation_space, action_space, device=device, action_dim=self.action_dim, **buffer_kwargs
+        )
         for episode in self.iter_episodes():
             obs = {key: episode[f"obs/{key}"] for key in self.meta["observation"]}
             buffer.extend(obs, *(episode[key] for key in _ROW_KEYS))

@@ -48,7 +48,8 @@ def pretrain_world_model(
     """Train only ``model``'s world model on an offline dataset, ``updates`` updates of the model's batch shape.
 
     Each update is :func:`~sb3_dreamer.dreamer.update.world_model_step` (the loss and optimiser step of ``learn``) on
-    ``batch_size`` x ``batch_length`` windows drawn uniformly from all episodes, games mixed; actor, critic and the
+    ``batch_size`` x ``batch_length`` windows drawn from all episodes as the model's replay draws them (its
+    ``replay_buffer_kwargs``: by default a quarter end at a terminal row), games mixed; actor, critic and the
     model's update counter are untouched. The loss terms are logged as ``pretrain/*`` every ``log_interval`` updates
     with the model's logger (TensorBoard under ``tensorboard_log`` if set). Updates done so far are kept in
     ``model.pretrain_updates`` and saved with the model: ``pretrain_world_model(Dreamer.load(checkpoint), dataset,
@@ -71,7 +72,9 @@ def pretrain_world_model(
     if checkpoint_freq and checkpoint_path is None:
         raise UsageError("checkpoint_freq needs a checkpoint_path")
     dataset = dataset if isinstance(dataset, OfflineDataset) else OfflineDataset(dataset)
-    buffer = dataset.replay_buffer(model.observation_space, model.action_space, device=model.device)
+    buffer = dataset.replay_buffer(
+        model.observation_space, model.action_space, device=model.device, **(model.replay_buffer_kwargs or {})
+    )
     if not buffer.can_sample(model.batch_length):
         raise UsageError(f"The dataset holds {buffer.size()} rows, fewer than one window of batch_length {model.batch_length}")
     if getattr(model, "_logger", None) is None:
