@@ -238,7 +238,8 @@ class SequenceReplayBuffer(BaseBuffer):
         return np.maximum(rows - batch_length + 1, 0)
 
     def sample(self, batch_size: int, batch_length: int = 64, env: Any = None) -> SequenceSamples:  # type: ignore[override]
-        """Sample ``batch_size`` windows of ``batch_length`` consecutive rows, uniformly over all valid windows.
+        """Sample ``batch_size`` windows of ``batch_length`` consecutive rows, uniformly over all valid windows, then
+        move a ``terminal_fraction`` share of them to end at a terminal row (once one is stored).
 
         :param batch_size: number of sequences B
         :param batch_length: sequence length T
