@@ -183,7 +183,8 @@ def summarise(out: Path) -> str:
                 entry.update(met=[met for met, _ in checks], crossings=crossings, at_goal=[frac for _, frac in checks])
             lines.append(
                 f"| {env_id} | {algo} | {len(group)} | {group[0]['steps']} | {'-' if goal is None else f'{goal:g}'} | "
-                f"{', '.join(f'{f:.0f}' for f in finals)} | {np.mean(finals):.1f} ± {np.std(finals):.1f} | {met_text} | "
+                f"{', '.join(f'{f:.{0 if goal is not None else 1}f}' for f in finals)} | "
+                f"{np.mean(finals):.1f} ± {np.std(finals):.1f} | {met_text} | "
                 f"{cross_text} | {hold_text} |"
             )
             summary.append(entry)
