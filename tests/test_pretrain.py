@@ -144,6 +144,16 @@ def test_pretraining_touches_only_the_world_model_and_resumes(tmp_path: Path, ca
     assert resumed.pretrain_updates == 5
 
 
+def test_pretraining_samples_as_the_models_replay(monkeypatch: pytest.MonkeyPatch, cartpole_dataset: OfflineDataset) -> None:
+    import sb3_dreamer.transfer.pretrain as pretrain_module
+
+    batches: list[Any] = []
+    monkeypatch.setattr(pretrain_module, "world_model_step", lambda model, batch: (batches.append(batch), None, {}))
+    model = Dreamer("MlpPolicy", "CartPole-v1", **tiny(replay_buffer_kwargs={"terminal_fraction": 1.0}))
+    pretrain_world_model(model, cartpole_dataset, 2)
+    assert len(batches) == 2 and all(batch.is_terminal[:, -1].all() for batch in batches)  # every window ends at one
+
+
 def test_load_world_model_copies_every_world_model_tensor_and_nothing_else(cartpole_dataset: OfflineDataset) -> None:
     source = pretrain_world_model(Dreamer("MlpPolicy", "CartPole-v1", **tiny(seed=1)), cartpole_dataset, 2)
     target = Dreamer("MlpPolicy", "CartPole-v1", **tiny(seed=2))
