@@ -366,7 +366,14 @@ def summarise(pair: str, out: Path) -> str:
 def _score_table(
     pair: str, sources: dict[int, dict[str, Any]], runs: dict[str, dict[int, dict[str, Any]]], last: int
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Markdown rows and JSON rows of the true return (mean of the last ``last`` evaluations) and normalised score."""
+    """Markdown rows and JSON rows of the true return (mean of the last ``last`` evaluations) and normalised score.
+
+    The one normalisation: score = (mean over seeds of R - mean random) / (mean oracle - mean random), a ratio of
+    means over the seeds that have an oracle run (``dreamer_oracle``, same budget and seeds); the per-seed scores
+    (R_s - random_s) / (oracle_s - random_s) are printed beside it. Below the table: each source's own final return on
+    the source env (a seed whose source did not learn its task says nothing about transfer) and the check of the goal
+    of issue 19 for every DTW variant against the reference-only control.
+    """
 
     def final(run: dict[str, Any]) -> float:
         return float(np.mean([point["mean"] for point in run["curve"][-last:]]))
@@ -379,26 +386,50 @@ def _score_table(
     rows += [(variant, {seed: final(run) for seed, run in group.items()}) for variant, group in runs.items()]
     what = "final evaluation" if last == 1 else f"mean of the last {last} evaluations"
     lines = [
-        f"| {pair}: variant | seeds | true return, {what} (mean ± std) | per seed | normalised score (mean ± std) |",
-        "|---|---|---|---|---|",
+        f"| {pair}: variant | seeds | true return, {what} (mean ± std) | per seed | normalised score (ratio of means) "
+        "| per seed |",
+        "|---|---|---|---|---|---|",
     ]
-    summary = []
+    summary, ratios, spreads, means = [], {}, {}, {}
     for name, finals in rows:
         seeds = sorted(finals)
         values = np.array([finals[seed] for seed in seeds])
         scored = [seed for seed in seeds if seed in oracle and seed in sources]
-        scores = np.array(
-            [(finals[s] - sources[s]["random"][0]) / (oracle[s] - sources[s]["random"][0]) for s in scored],
-            dtype=float,
+        random_mean = np.mean([sources[s]["random"][0] for s in scored]) if scored else np.nan
+        ratio = (
+            float((np.mean([finals[s] for s in scored]) - random_mean) / (np.mean([oracle[s] for s in scored]) - random_mean))
+            if scored
+            else float("nan")
         )
-        score_text = f"{scores.mean():.2f} ± {scores.std():.2f}" if len(scores) else "-"
-        if 0 < len(scores) < len(seeds):  # some seeds have no oracle run yet
-            score_text += f" (seed{'s' if len(scored) > 1 else ''} {', '.join(map(str, scored))} only)"
+        per_seed = [(finals[s] - sources[s]["random"][0]) / (oracle[s] - sources[s]["random"][0]) for s in scored]
+        ratio_text = f"{ratio:.2f}" if scored else "-"
+        if 0 < len(scored) < len(seeds):  # some seeds have no oracle run yet
+            ratio_text += f" (seed{'s' if len(scored) > 1 else ''} {', '.join(map(str, scored))} only)"
         lines.append(
             f"| {name} | {len(seeds)} | {values.mean():.1f} ± {values.std():.1f} | "
-            f"{', '.join(f'{value:.0f}' for value in values)} | {score_text} |"
+            f"{', '.join(f'{value:.0f}' for value in values)} | {ratio_text} | {', '.join(f'{v:.2f}' for v in per_seed)} |"
         )
-        summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), scores=scores.tolist()))
+        ratios[name], spreads[name], means[name] = ratio, float(values.std()), float(values.mean())
+        summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), ratio_of_means=ratio, scores=per_seed))
+    source_finals = ", ".join(
+        f"seed {s}: {run['curve'][-1]['mean']:.0f}" for s, run in sorted(sources.items()) if run["curve"]
+    )
+    lines += ["", f"Source's own final return on the source env: {source_finals}."]
+    control = "dreamer_reference_only"
+    if control in means and "source_zero_shot" in ratios:
+        zero_shot = ratios["source_zero_shot"]
+        fits = zero_shot <= 0.5
+        lines.append(
+            f"Goal (issue 19): zero-shot {zero_shot:.2f} of the oracle ({'≤' if fits else '>'} 0.5: "
+            f"{'a' if fits else 'not a'} pair of the goal)."
+        )
+        for name in (name for name, _ in rows if name.startswith("dreamer_dtw_")):
+            margin, spread = means[name] - means[control], max(spreads[name], spreads[control])
+            lines.append(
+                f"- {name}: {ratios[name]:.2f} of the oracle ({'≥' if ratios[name] >= 0.8 else '<'} 0.8); minus the "
+                f"reference-only control: {margin:+.1f} vs seed spread (larger std) {spread:.1f}: "
+                f"{'beats it' if margin > spread else 'does not beat it by more than the spread'}."
+            )
     return lines, summary
 
 

@@ -170,3 +170,38 @@ def test_benchmark_scripts_import(script: Path, monkeypatch) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
+
+
+def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp_path: Path, monkeypatch) -> None:
+    """``benchmarks/transfer.py``'s table: score = (mean R - mean random) / (mean oracle - mean random) over the seeds,
+    per-seed scores beside it, and the goal line of issue 19 against the reference-only control."""
+    import json
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
+    transfer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transfer)
+
+    def curve(value: float) -> list[dict[str, float]]:
+        return [dict(step=1, mean=value - 50.0), dict(step=2, mean=value)]
+
+    finals = {
+        "dreamer_oracle": (100.0, 300.0),
+        "dreamer_dtw_source_reward": (100.0, 200.0),
+        "dreamer_reference_only": (10.0, 20.0),
+    }
+    for seed in (0, 1):
+        source = dict(seed=seed, curve=curve(50.0), random=[0.0, 1.0], source_zero_shot=[float(seed * 40), 1.0])
+        (tmp_path / f"source_{seed}.json").write_text(json.dumps(source))
+        for variant, values in finals.items():
+            run = dict(variant=variant, seed=seed, curve=curve(values[seed]))
+            (tmp_path / f"{variant}_{seed}.json").write_text(json.dumps(run))
+    table = transfer.summarise("toy", tmp_path)
+    row = next(line for line in table.splitlines() if line.startswith("| dreamer_dtw_source_reward |"))
+    assert "| 0.75 | 1.00, 0.67 |" in row  # ratio of means 150 / 200, not the mean of per-seed ratios (0.83)
+    assert "zero-shot 0.10 of the oracle (≤ 0.5: a pair of the goal)" in table
+    assert "dreamer_dtw_source_reward: 0.75 of the oracle (< 0.8); minus the reference-only control: +135.0" in table
+    assert "vs seed spread (larger std) 50.0: beats it." in table
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    dtw = next(row for row in summary["last_1"] if row["variant"] == "dreamer_dtw_source_reward")
+    assert dtw["ratio_of_means"] == pytest.approx(0.75) and dtw["scores"] == pytest.approx([1.0, 2 / 3])
