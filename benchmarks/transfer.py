@@ -17,8 +17,9 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
   stored in the replay buffer rewritten by the current reward model after every refit (``RelabelCallback``);
 - ``random`` (score 0) and ``source_zero_shot`` (the source model run on the target unchanged), evaluated once.
 
-Normalised score per seed: (return - random) / (dreamer_oracle - random), both from the same seed. The final return
-of a run is its last evaluation; a second table uses the mean of its last 3 evaluations (less evaluation noise).
+Normalised score (the one normalisation): (mean return - mean random) / (mean dreamer_oracle - mean random), means
+over the seeds that have an oracle run; per-seed scores beside it. The final return of a run is its last evaluation;
+a second table uses the mean of its last 3 evaluations (less evaluation noise).
 Each evaluation of a DTW variant also records ``learned_mean``: the return of the same episodes under the run's reward
 model at that time (the agent optimises that return; where it rises while the true one falls, the model misleads it).
 Results: one JSON per run, ``transfer.md`` (tables), ``summary.json`` and ``transfer_<pair>.png`` (curves) in ``--out``.
@@ -108,6 +109,15 @@ PAIRS: dict[str, dict[str, Any]] = {
 PAIRS["pendulum_repeat"] = dict(
     PAIRS["pendulum"], source="sb3_dreamer/PendulumRepeat4-v0", target="sb3_dreamer/PendulumRepeat2-v0"
 )
+# The same source, a 4:1 warp (200-step target episodes, 25 target episodes), and the combined gap: repeat 4 -> 2 plus
+# the Pendulum pair's mass 1.5 and length 1.3 on the target. ``source_from``: these pairs reuse the trained sources of
+# that pair (``source_model``; references, random and zero-shot are recorded anew against their own target).
+PAIRS["pendulum_repeat1"] = dict(
+    PAIRS["pendulum_repeat"], target="sb3_dreamer/PendulumRepeat1-v0", source_from="pendulum_repeat"
+)
+PAIRS["pendulum_repeat_mass"] = dict(
+    PAIRS["pendulum_repeat"], target="sb3_dreamer/PendulumRepeat2Target-v0", source_from="pendulum_repeat"
+)
 #: The evaluation env of a run's learning curve is seeded with ``common.EVAL_SEED + seed``; runs made at 62b58bb or
 #: earlier (their JSON's ``commit``) evaluated on an unseeded env.
 #: Controls of the DTW reward (issue 19, item 2), run like the DTW variants: variant -> (label mode, extra
@@ -139,6 +149,8 @@ QUICK = dict(
     dtw_quick=dict(refit_interval=100),  # a refit after each target episode, so the reward model changes
 )
 QUICK_EPISODES = 2
+#: Default ``--out`` parent: one folder per pair.
+RESULTS = Path(__file__).parent / "results" / "transfer"
 
 
 def pair_spec(pair: str, quick: bool = False) -> dict[str, Any]:
@@ -220,8 +232,16 @@ def run_source(
     from sb3_dreamer.transfer import train_source
 
     spec = pair_spec(pair, quick)
+    fields: dict[str, Any] = {}
+    if "source_from" in spec and not quick:  # --quick trains its own tiny source
+        model = RESULTS / spec["source_from"] / f"source_{seed}.zip"
+        if not model.exists():
+            raise SystemExit(
+                f"--pair {pair} reuses the sources of --pair {spec['source_from']}: {model} is missing, run that first"
+            )
+        fields["source_model"] = str(model)
     stage = train_source(
-        _config(spec, seed, references, eval_episodes),
+        _config(spec, seed, references, eval_episodes, **fields),
         out,
         eval_freq=spec["eval_freq"],
         eval_seed=EVAL_SEED + seed,
@@ -235,7 +255,8 @@ def run_source(
         pair=pair,
         variant="source",
         seed=seed,
-        curve=stage.curve,
+        # A reused source keeps the learning curve of the run that trained it.
+        curve=_read(Path(fields["source_model"]).with_suffix(".json"))["curve"] if fields else stage.curve,
         random=stage.random,
         source_zero_shot=stage.source_zero_shot,
         seconds=stage.seconds,  # includes the time before a resume
@@ -495,7 +516,7 @@ def main() -> None:
         if args.out is None:
             parser.error("--quick needs --out (a quick run's results do not belong in benchmarks/results)")
         args.references = args.eval_episodes = QUICK_EPISODES
-    out = args.out or Path(__file__).parent / "results" / "transfer" / args.pair
+    out = args.out or RESULTS / args.pair
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_freq = args.checkpoint_freq or pair_spec(args.pair, args.quick)["eval_freq"]
     if args.single:
