@@ -411,7 +411,7 @@ def _score_table(
         "| per seed |",
         "|---|---|---|---|---|---|",
     ]
-    summary, ratios, spreads, means = [], {}, {}, {}
+    summary, ratios = [], {}
     for name, finals in rows:
         seeds = sorted(finals)
         values = np.array([finals[seed] for seed in seeds])
@@ -430,14 +430,15 @@ def _score_table(
             f"| {name} | {len(seeds)} | {values.mean():.1f} ± {values.std():.1f} | "
             f"{', '.join(f'{value:.0f}' for value in values)} | {ratio_text} | {', '.join(f'{v:.2f}' for v in per_seed)} |"
         )
-        ratios[name], spreads[name], means[name] = ratio, float(values.std()), float(values.mean())
+        ratios[name] = ratio
         summary.append(dict(variant=name, seeds=seeds, finals=values.tolist(), ratio_of_means=ratio, scores=per_seed))
     source_finals = ", ".join(
         f"seed {s}: {run['curve'][-1]['mean']:.0f}" for s, run in sorted(sources.items()) if run["curve"]
     )
     lines += ["", f"Source's own final return on the source env: {source_finals}."]
     control = "dreamer_reference_only"
-    if control in means and "source_zero_shot" in ratios:
+    by_name = dict(rows)
+    if control in by_name and "source_zero_shot" in ratios:
         zero_shot = ratios["source_zero_shot"]
         fits = zero_shot <= 0.5
         lines.append(
@@ -445,7 +446,11 @@ def _score_table(
             f"{'a' if fits else 'not a'} pair of the goal)."
         )
         for name in (name for name, _ in rows if name.startswith("dreamer_dtw_")):
-            margin, spread = means[name] - means[control], max(spreads[name], spreads[control])
+            common = sorted(set(by_name[name]) & set(by_name[control]))  # the same seeds on both sides
+            if not common:
+                continue
+            ours, theirs = (np.array([by_name[key][seed] for seed in common]) for key in (name, control))
+            margin, spread = float(ours.mean() - theirs.mean()), float(max(ours.std(), theirs.std()))
             lines.append(
                 f"- {name}: {ratios[name]:.2f} of the oracle ({'≥' if ratios[name] >= 0.8 else '<'} 0.8); minus the "
                 f"reference-only control: {margin:+.1f} vs seed spread (larger std) {spread:.1f}: "

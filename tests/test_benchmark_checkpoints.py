@@ -196,9 +196,13 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
         for variant, values in finals.items():
             run = dict(variant=variant, seed=seed, curve=curve(values[seed]))
             (tmp_path / f"{variant}_{seed}.json").write_text(json.dumps(run))
+    # A DTW run of a seed the control lacks (no source, no oracle): not part of the margin or the ratio of means.
+    (tmp_path / "dreamer_dtw_source_reward_2.json").write_text(
+        json.dumps(dict(variant="dreamer_dtw_source_reward", seed=2, curve=curve(5000.0)))
+    )
     table = transfer.summarise("toy", tmp_path)
     row = next(line for line in table.splitlines() if line.startswith("| dreamer_dtw_source_reward |"))
-    assert "| 0.75 | 1.00, 0.67 |" in row  # ratio of means 150 / 200, not the mean of per-seed ratios (0.83)
+    assert "| 0.75 (seeds 0, 1 only) | 1.00, 0.67 |" in row  # ratio of means 150 / 200, not the mean of per-seed ratios (0.83)
     assert "zero-shot 0.10 of the oracle (≤ 0.5: a pair of the goal)" in table
     assert "dreamer_dtw_source_reward: 0.75 of the oracle (< 0.8); minus the reference-only control: +135.0" in table
     assert "vs seed spread (larger std) 50.0: beats it." in table
