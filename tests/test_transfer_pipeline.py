@@ -163,3 +163,9 @@ def test_target_stage_relabels_the_replay_buffer_after_each_refit(tmp_path) -> N
     np.testing.assert_allclose(buffer.rewards[:200, 0], rewarder.predict(buffer.next_observations[:200, 0]), rtol=1e-5)
     with pytest.raises(UsageError, match="relabel=True needs reward='dtw'"):
         train_target(config, tmp_path, algo="sac", reward="oracle", relabel=True)
+
+
+def test_target_stage_names_a_missing_source_model(tmp_path) -> None:
+    config = stage_config(target_steps=10)  # init_from_source=True
+    with pytest.raises(UsageError, match=r"the source model .*nowhere\.zip does not exist"):
+        train_target(config, tmp_path, source_path=tmp_path / "nowhere.zip")

@@ -325,8 +325,8 @@ def train_target(
     :param relabel: rewrite the rewards stored in the agent's replay buffer after every refit of the reward model
         (:class:`~sb3_dreamer.alignment.RelabelCallback`; ``reward="dtw"`` only); ``dtw["relabels"]`` counts them
     :return: the model, its path, the curve, the wrapper's arguments and counts
-    :raises UsageError: from :func:`check_config`, for an unknown ``algo`` or ``reward``, and if Dreamer rejects a
-        value of ``dreamer_kwargs``
+    :raises UsageError: from :func:`check_config`, for an unknown ``algo`` or ``reward``, a missing source model
+        (``init_from_source``), and if Dreamer rejects a value of ``dreamer_kwargs``
     """
     check_config(config)
     if algo not in ("dreamer", "sac"):
@@ -337,6 +337,9 @@ def train_target(
         raise UsageError("relabel=True needs reward='dtw': the oracle's true rewards never change")
     out = Path(out)
     seed = config.seed
+    source = Path(source_path) if source_path is not None else out / "source.zip"
+    if algo == "dreamer" and config.init_from_source and not source.is_file():
+        raise UsageError(f"init_from_source: the source model {source} does not exist (train_source writes it)")
     wrapper_kwargs: dict[str, Any] = {}
     if reward == "dtw":
         reference = Path(reference_path) if reference_path is not None else out / "reference.npz"
@@ -366,7 +369,6 @@ def train_target(
     if model is None and algo == "sac":
         model = _sac(env, seed, dict(algo_kwargs or {}))
     elif model is None and config.init_from_source:
-        source = Path(source_path) if source_path is not None else out / "source.zip"
         model = Dreamer.load(source, env=env, seed=seed, **overrides)
     elif model is None:
         kwargs = {**config.dreamer_kwargs, **overrides}
