@@ -224,6 +224,20 @@ def _claim(out: Path, variant: str, seed: int) -> Path | None:
         mine.unlink()
 
 
+def needs_run(out: Path, variant: str, seed: int, variants: list[str]) -> bool:
+    """Whether the job (``variant`` or ``"source"``, ``seed``) has to run: its JSON is missing, or, for a source, its
+    model is missing while a target run of ``variants`` for that seed still needs it.
+
+    The source models are git-ignored, so a checkout on another machine has the source JSONs only; the source stage then
+    runs again and rebuilds the model (for ``pendulum_repeat`` seeds 0 and 2 it reproduced the saved curve, references
+    and zero-shot bit for bit: same seed, one torch thread).
+    """
+    if not (out / f"{variant}_{seed}.json").exists():
+        return True
+    targets_left = any(not (out / f"{target}_{seed}.json").exists() for target in variants)
+    return variant == "source" and targets_left and not (out / f"source_{seed}.zip").exists()
+
+
 def run_source(
     pair: str, seed: int, out: Path, references: int, eval_episodes: int, checkpoint_freq: int, quick: bool = False
 ) -> None:
@@ -535,7 +549,8 @@ def main() -> None:
             run_target(args.pair, variant, seed, out, args.eval_episodes, checkpoint_freq, args.quick)
         return
     if not args.summarise_only:
-        # Sources first; a target job waits for its seed's source (runs that already wrote their JSON are skipped).
+        # Sources first; a target job waits for its seed's source (runs that already wrote their JSON are skipped, see
+        # needs_run).
         done = {seed: threading.Event() for seed in args.seeds}
         jobs = [("source", seed) for seed in args.seeds] + [(v, s) for s in args.seeds for v in args.variants]
 
@@ -550,7 +565,7 @@ def main() -> None:
                 lock = _claim(out, variant, seed)
             if lock is None:
                 print(f"{args.pair} {variant} seed {seed}: run by another transfer.py process, skipped here")
-            elif not (out / f"{variant}_{seed}.json").exists():
+            elif needs_run(out, variant, seed, args.variants):
                 command = [
                     sys.executable,
                     __file__,

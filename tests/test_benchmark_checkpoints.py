@@ -209,3 +209,21 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
     summary = json.loads((tmp_path / "summary.json").read_text())
     dtw = next(row for row in summary["last_1"] if row["variant"] == "dreamer_dtw_source_reward")
     assert dtw["ratio_of_means"] == pytest.approx(0.75) and dtw["scores"] == pytest.approx([1.0, 2 / 3])
+
+
+def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(tmp_path: Path, monkeypatch) -> None:
+    """``benchmarks/transfer.py`` on a checkout whose git-ignored ``source_<seed>.zip`` is missing (another machine)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
+    transfer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transfer)
+    variants = ["dreamer_oracle", "dreamer_reference_only"]
+    assert transfer.needs_run(tmp_path, "source", 0, variants)  # nothing yet
+    (tmp_path / "source_0.json").write_text("{}")
+    (tmp_path / "dreamer_oracle_0.json").write_text("{}")
+    assert transfer.needs_run(tmp_path, "source", 0, variants)  # the control still needs the model
+    assert not transfer.needs_run(tmp_path, "dreamer_oracle", 0, variants)
+    assert transfer.needs_run(tmp_path, "dreamer_reference_only", 0, variants)
+    assert not transfer.needs_run(tmp_path, "source", 0, variants[:1])  # every target done: the JSON suffices
+    (tmp_path / "source_0.zip").write_bytes(b"model")
+    assert not transfer.needs_run(tmp_path, "source", 0, variants)
