@@ -209,6 +209,13 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
     summary = json.loads((tmp_path / "summary.json").read_text())
     dtw = next(row for row in summary["last_1"] if row["variant"] == "dreamer_dtw_source_reward")
     assert dtw["ratio_of_means"] == pytest.approx(0.75) and dtw["scores"] == pytest.approx([1.0, 2 / 3])
+    # A second reference (SAC from scratch on the true reward), read over its own seeds: DTW 150 / 300, zero-shot 20 / 300.
+    for seed, value in ((0, 200.0), (1, 400.0)):
+        run = dict(variant="sac_oracle", seed=seed, curve=curve(value))
+        (tmp_path / f"sac_oracle_{seed}.json").write_text(json.dumps(run))
+    table = transfer.summarise("toy", tmp_path)
+    assert "Against sac_oracle (seeds 0, 1): zero-shot 0.07." in table
+    assert "dreamer_dtw_source_reward: 0.75 of the oracle (< 0.8), 0.50 of sac_oracle; minus" in table
 
 
 def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(tmp_path: Path, monkeypatch) -> None:
