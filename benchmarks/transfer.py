@@ -226,15 +226,17 @@ def _claim(out: Path, variant: str, seed: int) -> Path | None:
 
 def needs_run(out: Path, variant: str, seed: int, variants: list[str]) -> bool:
     """Whether the job (``variant`` or ``"source"``, ``seed``) has to run: its JSON is missing, or, for a source, its
-    model is missing while a target run of ``variants`` for that seed still needs it.
+    model is missing while a Dreamer run of ``variants`` for that seed (initialised from it) is still to do.
 
     The source models are git-ignored, so a checkout on another machine has the source JSONs only; the source stage then
-    runs again and rebuilds the model (for ``pendulum_repeat`` seeds 0 and 2 it reproduced the saved curve, references
-    and zero-shot bit for bit: same seed, one torch thread).
+    runs again and rebuilds the model (for ``pendulum_repeat`` seeds 0, 1 and 2 it reproduced the saved curve,
+    references and zero-shot bit for bit: same seed, one torch thread). SAC runs start from scratch and need only the
+    reference file.
     """
     if not (out / f"{variant}_{seed}.json").exists():
         return True
-    targets_left = any(not (out / f"{target}_{seed}.json").exists() for target in variants)
+    dreamers = (target for target in variants if target.startswith("dreamer_"))
+    targets_left = any(not (out / f"{target}_{seed}.json").exists() for target in dreamers)
     return variant == "source" and targets_left and not (out / f"source_{seed}.zip").exists()
 
 

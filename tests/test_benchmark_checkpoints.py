@@ -232,5 +232,6 @@ def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_n
     assert not transfer.needs_run(tmp_path, "dreamer_oracle", 0, variants)
     assert transfer.needs_run(tmp_path, "dreamer_reference_only", 0, variants)
     assert not transfer.needs_run(tmp_path, "source", 0, variants[:1])  # every target done: the JSON suffices
+    assert not transfer.needs_run(tmp_path, "source", 0, ["dreamer_oracle", "sac_oracle"])  # SAC starts from scratch
     (tmp_path / "source_0.zip").write_bytes(b"model")
     assert not transfer.needs_run(tmp_path, "source", 0, variants)
