@@ -416,8 +416,9 @@ def _score_table(
         return float(np.mean([point["mean"] for point in run["curve"][-last:]]))
 
     oracle = {seed: final(run) for seed, run in runs.get("dreamer_oracle", {}).items()}
+    random = {seed: run["random"][0] for seed, run in sources.items()}
     rows: list[tuple[str, dict[int, float]]] = [
-        ("random", {seed: run["random"][0] for seed, run in sources.items()}),
+        ("random", random),
         ("source_zero_shot", {seed: run["source_zero_shot"][0] for seed, run in sources.items()}),
     ]
     rows += [(variant, {seed: final(run) for seed, run in group.items()}) for variant, group in runs.items()]
@@ -432,8 +433,8 @@ def _score_table(
         seeds = sorted(finals)
         values = np.array([finals[seed] for seed in seeds])
         scored = [seed for seed in seeds if seed in oracle and seed in sources]
-        ratio = _ratio_of_means({s: finals[s] for s in scored}, oracle, {s: sources[s]["random"][0] for s in scored})
-        per_seed = [(finals[s] - sources[s]["random"][0]) / (oracle[s] - sources[s]["random"][0]) for s in scored]
+        ratio = _ratio_of_means({s: finals[s] for s in scored}, oracle, random)
+        per_seed = [(finals[s] - random[s]) / (oracle[s] - random[s]) for s in scored]
         ratio_text = f"{ratio:.2f}" if scored else "-"
         if 0 < len(scored) < len(seeds):  # some seeds have no oracle run yet
             ratio_text += f" (seed{'s' if len(scored) > 1 else ''} {', '.join(map(str, scored))} only)"
@@ -459,7 +460,6 @@ def _score_table(
         # SAC from scratch on the true reward, where run: a second reference, for pairs whose same-budget Dreamer oracle
         # is not a stable one (same formula, its own seeds).
         sac = by_name.get("sac_oracle", {})
-        random = {seed: run["random"][0] for seed, run in sources.items()}
         if sac:
             lines.append(
                 f"Against sac_oracle (seeds {', '.join(map(str, sorted(sac)))}): zero-shot "
