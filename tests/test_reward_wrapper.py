@@ -301,7 +301,8 @@ def test_vec_wrapper_matches_single_env_wrapper(reference_path: str) -> None:
     for step, action in enumerate(actions):
         _, vec_reward, dones, infos = venv.step(action[None])
         _, reward, terminated, truncated, info = single.step(action)
-        assert vec_reward.dtype == np.float32 and vec_reward[0] == pytest.approx(reward, rel=1e-6), step
+        # Batch and single-row paths round float32 sums differently.
+        assert vec_reward.dtype == np.float32 and vec_reward[0] == pytest.approx(reward, rel=1e-5, abs=1e-6), step
         assert infos[0]["original_reward"] == pytest.approx(info["original_reward"], rel=1e-6)  # VecEnv rewards are float32
         if terminated or truncated:
             assert dones[0] and infos[0]["alignment_distance"] == pytest.approx(info["alignment_distance"])

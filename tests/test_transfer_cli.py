@@ -118,6 +118,11 @@ def test_bad_json_is_one_line(usage_error, option: str) -> None:
             '{"max_label_costs": 1}',
             "'max_label_costs' (did you mean 'max_label_cost'?): not a DTWRewardWrapper",
         ),
+        (  # the wrapper's own argument is known too
+            "--wrapper-kwargs",
+            '{"backgrund": true}',
+            "'backgrund' (did you mean 'background'?): not a DTWRewardWrapper",
+        ),
     ],
 )
 def test_unknown_argument_is_one_line(usage_error, option: str, value: str, expected: str) -> None:

@@ -1,5 +1,6 @@
 """Reward-free policy transfer by DTW trajectory alignment: datasets, DTW labels, reward model and reward wrappers."""
 
+from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.dataset import Episode, TrajectoryDataset, record_trajectories
 from sb3_dreamer.alignment.dtw import (
     LABEL_MODES,
@@ -18,7 +19,7 @@ from sb3_dreamer.alignment.dtw import (
     tracking_labels,
 )
 from sb3_dreamer.alignment.relabel import RelabelCallback
-from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
+from sb3_dreamer.alignment.reward_model import FitResult, Predictor, RewardModel
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, reference_fingerprint
 from sb3_dreamer.alignment.scaling import observation_scale
 from sb3_dreamer.alignment.wrappers import AlignmentCheckpointCallback, DTWRewardWrapper, VecDTWRewardWrapper
@@ -29,12 +30,14 @@ __all__ = [
     "TRACKING_MODES",
     "Alignment",
     "AlignmentCheckpointCallback",
+    "BackgroundRewarder",
     "DTWRewardWrapper",
     "DTWRewarder",
     "Episode",
     "EpisodeReport",
     "FitResult",
     "NormalisationStats",
+    "Predictor",
     "RelabelCallback",
     "RewardModel",
     "TrajectoryDataset",

@@ -2,15 +2,15 @@
 
 Layout: observations are ``(batch, obs_dim)``; labels and predictions are ``(batch,)``.
 
-Training runs in torch; :meth:`RewardModel.predict` runs the same network in numpy on a copy of the weights taken
-after each fit, because a single-observation torch call costs tens of microseconds of dispatch overhead, several times
-the cost of the three small matrix products (the wrapper calls ``predict`` on every environment step).
+Training runs in torch; :meth:`RewardModel.predict` runs the same network in numpy (:class:`Predictor`, a copy of the
+weights taken after each fit), because a single-observation torch call costs tens of microseconds of dispatch overhead,
+several times the cost of the three small matrix products (the wrapper calls ``predict`` on every environment step).
 """
 
 import math
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
@@ -20,6 +20,8 @@ from torch import nn
 from sb3_dreamer.alignment.scaling import observation_scale
 
 _OBS_CLIP = 10.0
+# Bound once: the per-step path calls them without attribute lookups.
+_dot, _tanh, _minimum, _maximum = np.dot, np.tanh, np.minimum, np.maximum
 
 
 class FitResult(NamedTuple):
@@ -35,6 +37,105 @@ class FitResult(NamedTuple):
     loss: float
     elapsed: float
     truncated: bool
+
+
+class Predictor:
+    """The reward model's forward pass in numpy, input standardisation and label scale folded into the weights.
+
+    ``clip(x, obs_low, obs_high)``, then ``tanh(h W + b)`` for every hidden layer and ``h W + b`` for the output layer,
+    in float32. Picklable and small (the background rewarder sends it between processes). A single observation takes
+    a path with as few numpy calls as possible (each costs about a microsecond on a vector this small, and the wrapper
+    predicts on every environment step): the bias is folded into the matrix product (a constant 1 appended to the
+    input, transposed weights) and the products write into preallocated buffers, so one ``Predictor`` must not be used
+    from two threads at once.
+
+    :param layers: ``[(weight (in, out), bias (out,)), ...]`` with the standardisation folded in, output width 1 last
+    :param obs_low: ``(obs_dim,)`` lower clip bound in raw units
+    :param obs_high: ``(obs_dim,)`` upper clip bound in raw units
+    """
+
+    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], obs_low: np.ndarray, obs_high: np.ndarray) -> None:
+        self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
+        self.obs_low = np.asarray(obs_low, np.float32)
+        self.obs_high = np.asarray(obs_high, np.float32)
+        self.obs_dim = len(self.obs_low)
+        self._ones = np.ones(self.obs_dim, dtype=np.float32)
+        # Single-observation path: [W; b]^T per layer; each buffer ends with the constant 1 the next layer's bias needs.
+        self._folded = [np.ascontiguousarray(np.vstack([w, b[None]]).T) for w, b in self.layers]
+        self._buffers = [np.ones(len(w) + 1, dtype=np.float32) for w, _ in self.layers]
+        self._views = [buffer[:-1] for buffer in self._buffers]
+        self._last = np.ascontiguousarray(self._folded[-1][0])
+        self._hidden_steps = list(zip(self._folded[:-1], self._buffers[1:], self._views[1:], strict=True))
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Rebuilt from the weights: a pickled view would no longer share memory with its buffer.
+        return Predictor, (self.layers, self.obs_low, self.obs_high)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The weights and clip bounds as a flat dict of arrays (:meth:`from_arrays` rebuilds the predictor)."""
+        state = {"obs_low": self.obs_low, "obs_high": self.obs_high}
+        for index, (weight, bias) in enumerate(self.layers):
+            state[f"layer{index}.weight"], state[f"layer{index}.bias"] = weight, bias
+        return state
+
+    @classmethod
+    def from_arrays(cls, state: dict[str, np.ndarray]) -> "Predictor":
+        """Rebuild a predictor from :meth:`arrays`."""
+        n_layers = sum(1 for key in state if key.endswith(".weight"))
+        layers = [(state[f"layer{i}.weight"], state[f"layer{i}.bias"]) for i in range(n_layers)]
+        return cls(layers, state["obs_low"], state["obs_high"])
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Predicted rewards.
+
+        :param obs: ``(batch, obs_dim)`` or a single ``(obs_dim,)`` observation
+        :return: float64 array of shape ``(batch,)``, or a numpy float64 scalar for a single observation
+        :raises ValueError: on a wrong shape, or NaN or infinite values
+        """
+        batch = np.asarray(obs, dtype=np.float32)
+        if batch.shape == (self.obs_dim,):
+            return self._predict_one(batch)
+        if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
+            raise ValueError(f"expected observations of shape (batch, {self.obs_dim}), got {np.shape(obs)}")
+        # One reduction instead of isfinite().all(): NaN and inf propagate into the float64 sum.
+        if not math.isfinite(np.add.reduce(batch, axis=None, dtype=np.float64)):
+            raise ValueError("observation contains NaN or infinite values (reward model input)")
+        hidden = np.minimum(batch, self.obs_high)
+        np.maximum(hidden, self.obs_low, out=hidden)
+        for weight, bias in self.layers[:-1]:
+            hidden = hidden @ weight
+            hidden += bias
+            np.tanh(hidden, out=hidden)
+        weight, bias = self.layers[-1]
+        out = hidden @ weight
+        out += bias
+        return out[:, 0].astype(np.float64)
+
+    def _predict_one(self, obs: np.ndarray) -> np.float64:
+        return np.float64(self.predict_row(obs))
+
+    def predict_row(self, obs: np.ndarray) -> float:
+        """Reward of one observation, the wrappers' per-step path: no conversion and no shape check.
+
+        Every numpy call on a vector this small costs about a microsecond, and several times that right after a
+        physics step has evicted the caches, so this path makes as few calls as possible: the finiteness check is one
+        dot product with a ones vector (NaN or inf in, non-finite out), biases are folded into the products.
+
+        :param obs: C-contiguous float32 array of shape ``(obs_dim,)`` (the caller's guarantee)
+        :return: the reward
+        :raises ValueError: if ``obs`` has NaN or infinite values
+        """
+        if not math.isfinite(_dot(obs, self._ones)):
+            raise ValueError("observation contains NaN or infinite values (reward model input)")
+        view = self._views[0]
+        _minimum(obs, self.obs_high, out=view)
+        _maximum(view, self.obs_low, out=view)
+        hidden = self._buffers[0]
+        for folded, buffer, out in self._hidden_steps:
+            _dot(folded, hidden, out=out)
+            _tanh(out, out=out)
+            hidden = buffer
+        return float(_dot(self._last, hidden))
 
 
 class RewardModel:
@@ -106,12 +207,7 @@ class RewardModel:
         # Fold the label de-standardisation into the output layer: r = label_std * (h W + b) + label_mean.
         last_weight, last_bias = weights[-1]
         weights[-1] = (last_weight * self.label_std, last_bias * self.label_std + self.label_mean)
-        self._weights = [(w.astype(np.float32), b.astype(np.float32)) for w, b in weights]
-        self._obs_low32 = (self.obs_rms.mean - _OBS_CLIP * std).astype(np.float32)
-        self._obs_high32 = (self.obs_rms.mean + _OBS_CLIP * std).astype(np.float32)
-        self._ones32 = np.ones(self.obs_dim, dtype=np.float32)
-        self._last_weight32 = np.ascontiguousarray(self._weights[-1][0][:, 0])
-        self._last_bias = float(self._weights[-1][1][0])
+        self.predictor = Predictor(weights, self.obs_rms.mean - _OBS_CLIP * std, self.obs_rms.mean + _OBS_CLIP * std)
 
     @property
     def obs_scale(self) -> np.ndarray:
@@ -139,43 +235,12 @@ class RewardModel:
         self._refresh_numpy_weights()
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        """Predicted rewards, deterministic (no sampling, no dropout).
+        """Predicted rewards, deterministic (no sampling, no dropout); :meth:`Predictor.predict` of :attr:`predictor`.
 
         :param obs: ``(batch, obs_dim)`` or a single ``(obs_dim,)`` observation
         :return: float64 array of shape ``(batch,)``, or a numpy float64 scalar for a single observation
         """
-        batch = np.asarray(obs, dtype=np.float32)
-        if batch.shape == (self.obs_dim,):
-            return self._predict_one(batch)
-        if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
-            raise ValueError(f"expected observations of shape (batch, {self.obs_dim}), got {np.shape(obs)}")
-        # One reduction instead of isfinite().all(): NaN and inf propagate into the float64 sum.
-        if not math.isfinite(np.add.reduce(batch, axis=None, dtype=np.float64)):
-            raise ValueError("observation contains NaN or infinite values (reward model input)")
-        weight, bias = self._weights[-1]
-        out = self._last_hidden(batch) @ weight
-        out += bias
-        return out[:, 0].astype(np.float64)
-
-    def _last_hidden(self, obs: np.ndarray) -> np.ndarray:
-        """Clip the raw float32 input (standardisation is folded into the first layer), then the tanh hidden layers."""
-        hidden = np.minimum(obs, self._obs_high32)
-        np.maximum(hidden, self._obs_low32, out=hidden)
-        for weight, bias in self._weights[:-1]:
-            hidden = hidden @ weight
-            hidden += bias
-            np.tanh(hidden, out=hidden)
-        return hidden
-
-    def _predict_one(self, obs: np.ndarray) -> np.float64:
-        """:meth:`predict` of one ``(obs_dim,)`` float32 observation with 1-D products (called on every env step).
-
-        Every numpy call on a vector this small costs about a microsecond of dispatch, so this path makes as few as
-        possible: the finiteness check is one dot product with a ones vector (NaN or inf in, non-finite out).
-        """
-        if not math.isfinite(obs @ self._ones32):
-            raise ValueError("observation contains NaN or infinite values (reward model input)")
-        return np.float64(self._last_hidden(obs) @ self._last_weight32 + self._last_bias)
+        return self.predictor.predict(obs)
 
     def _set_label_statistics(self, labels: np.ndarray) -> None:
         new_mean = float(labels.mean())

@@ -36,7 +36,7 @@ from sb3_dreamer.alignment.dtw import (
     tracking_labels,
     validate_sequence,
 )
-from sb3_dreamer.alignment.reward_model import FitResult, RewardModel
+from sb3_dreamer.alignment.reward_model import FitResult, Predictor, RewardModel
 
 if TYPE_CHECKING:
     from gymnasium.spaces import Space
@@ -56,12 +56,14 @@ class EpisodeReport(NamedTuple):
     :param alignment: the alignment
     :param fit: result of the refit, or None if no refit was due
     :param kept: ``(T,)`` True for the labels added to the store (see ``max_label_cost``)
+    :param episode: index of the episode among those the rewarder ended (skipped ones included), from 0
     """
 
     labels: np.ndarray
     alignment: Alignment
     fit: FitResult | None
     kept: np.ndarray
+    episode: int = -1
 
 
 def load_reference(
@@ -86,6 +88,28 @@ def load_reference(
     if observation_space is not None:
         dataset.check_observation_space(observation_space, env_id)
     return dataset
+
+
+def check_episode_finite(observations: np.ndarray, episode: int, strict: bool) -> bool:
+    """Whether a finished episode's observations are all finite; if not, raise (``strict``) or warn.
+
+    :param observations: ``(T, ...)`` float array
+    :param episode: the episode's index, for the message
+    :param strict: raise a ``ValueError`` instead of warning
+    :return: True if every value is finite; False after a ``RuntimeWarning`` (the caller skips the episode)
+    :raises ValueError: with ``strict=True``, naming the episode and its first non-finite step
+    """
+    if observations.ndim == 0 or np.all(np.isfinite(observations)):
+        return True
+    steps = np.flatnonzero(~np.isfinite(observations.reshape(len(observations), -1)).all(axis=1))
+    message = (
+        f"episode {episode} has {len(steps)} observation(s) with NaN or infinite values, the first at step {steps[0]} "
+        "(0-based)"
+    )
+    if strict:
+        raise ValueError(f"{message}; DTW alignment needs finite values (strict=True)")
+    warnings.warn(f"{message}: its labels are skipped (strict=True raises instead)", RuntimeWarning, stacklevel=3)
+    return False
 
 
 def reference_fingerprint(dataset: TrajectoryDataset) -> str:
@@ -286,6 +310,11 @@ class DTWRewarder:
         )
         return self._store_obs[order], self._store_labels[order]
 
+    @property
+    def predictor(self) -> "Predictor":
+        """The reward model's numpy forward pass (:attr:`RewardModel.predictor`; replaced at every refit)."""
+        return self.model.predictor
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Learned reward of observations returned by ``step``.
 
@@ -338,15 +367,8 @@ class DTWRewarder:
         :raises ValueError: on a malformed sequence, or a non-finite observation with ``strict=True``
         """
         array = np.asarray(observations, dtype=np.float64)
-        if array.ndim >= 1 and not np.all(np.isfinite(array)):
-            steps = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
-            message = (
-                f"episode {self.n_episodes + self.skipped_episodes} has {len(steps)} observation(s) with NaN or "
-                f"infinite values, the first at step {steps[0]} (0-based)"
-            )
-            if self.strict:
-                raise ValueError(f"{message}; DTW alignment needs finite values (strict=True)")
-            warnings.warn(f"{message}: its labels are skipped (strict=True raises instead)", RuntimeWarning, stacklevel=2)
+        episode = self.n_episodes + self.skipped_episodes
+        if not check_episode_finite(array, episode, self.strict):
             self.skip_episode()
             return None
         obs = validate_sequence(array, "episode observations", self.obs_dim)
@@ -390,7 +412,7 @@ class DTWRewarder:
                         "lower refit_steps",
                         stacklevel=2,
                     )
-        return EpisodeReport(labels, alignment, fit, kept)
+        return EpisodeReport(labels, alignment, fit, kept, episode)
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Reward model, label store, counters and the reference's fingerprint as numpy arrays (not the reference).

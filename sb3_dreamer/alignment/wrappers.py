@@ -10,6 +10,9 @@ true final observation at episode end). Sign and scale are the source reward's f
 distance) for ``"tracking"`` and in (0, 1] for ``"tracking_exp"``. No alignment runs per step; alignment, labelling
 and refitting run when an episode ends, so the model used from the next step on may differ. The env's own reward is
 kept in ``info["original_reward"]``, unless an inner wrapper (``RewardFree``) already put the true reward there.
+With ``background=True`` the episode-end work runs in a worker process
+(:class:`~sb3_dreamer.alignment.background.BackgroundRewarder`): a new model is used one episode later, and the
+episode-end ``info`` keys describe the previous episode (``info["alignment_episode"]`` names it).
 
 Bad input (``strict=False``, the default): a step observation with NaN or infinite values gets the reward
 :data:`~sb3_dreamer.alignment.rewarder.NON_FINITE_REWARD` (0.0) and a ``RuntimeWarning`` naming the step and the
@@ -28,8 +31,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, load_reference
+
+Rewarder = DTWRewarder | BackgroundRewarder
 
 
 def _vec_env_id(venv: VecEnv) -> str:
@@ -42,7 +48,11 @@ def _flat_obs(obs: Any, obs_dim: int) -> np.ndarray:
     return np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim)
 
 
-def _check_reset_obs(obs: Any, rewarder: DTWRewarder, where: str) -> None:
+def _make_rewarder(dataset: TrajectoryDataset, background: bool, rewarder_kwargs: dict[str, Any]) -> Rewarder:
+    return BackgroundRewarder(dataset, **rewarder_kwargs) if background else DTWRewarder(dataset, **rewarder_kwargs)
+
+
+def _check_reset_obs(obs: Any, rewarder: Rewarder, where: str) -> None:
     """A non-finite reset observation: ValueError with ``strict=True``, else a warning (the reward never uses it)."""
     if np.all(np.isfinite(_flat_obs(obs, rewarder.obs_dim))):
         return
@@ -60,11 +70,12 @@ def _first_non_finite(buffer: np.ndarray) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
-def _episode_info(info: dict[str, Any], report: EpisodeReport | None, episode_return: float) -> None:
+def _episode_info(info: dict[str, Any], report: EpisodeReport | None, episode_return: float, skipped: bool) -> None:
     info["original_episode_return"] = float(episode_return)
-    info["alignment_skipped"] = report is None
-    if report is None:
+    info["alignment_skipped"] = skipped
+    if report is None or report.alignment is None:  # skipped, or a pending report restored from a state
         return
+    info["alignment_episode"] = int(report.episode)
     info["alignment_distance"] = float(report.alignment.distance)
     info["alignment_reference"] = int(report.alignment.reference_index)
     info["alignment_end_index"] = int(report.alignment.end_index)
@@ -114,7 +125,8 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
 
     Every step returns ``float(r̂(obs))`` of the returned observation; at episode end the episode is aligned to the
     reference episodes, labelled, stored, and the reward model is refitted when ``refit_interval`` new labels have
-    arrived. ``info["original_reward"]`` (every step), and at episode end ``info["alignment_distance"]``,
+    arrived. ``info["original_reward"]`` (every step), and at episode end ``info["alignment_episode"]`` (the episode
+    the alignment keys describe: this one, or the previous one with ``background=True``), ``info["alignment_distance"]``,
     ``info["alignment_reference"]``, ``info["alignment_end_index"]``, ``info["alignment_labels_kept"]`` (labels stored,
     see ``max_label_cost``), ``info["original_episode_return"]``, ``info["alignment_skipped"]`` (True for an episode
     with a NaN or infinite observation: its labels are skipped and the other alignment keys are absent; see ``strict``).
@@ -124,15 +136,25 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
 
     :param env: env with a 1-D Box observation space of the reference's dimension
     :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
+    :param background: run alignment, labels and refits in a worker process
+        (:class:`~sb3_dreamer.alignment.background.BackgroundRewarder`; the model changes one episode later)
     :param rewarder_kwargs: the settings of :class:`DTWRewarder` (``label_mode``, ``window``, ``max_label_cost``,
         ``dtw_labels``, ``refit_interval``, ``seed``, ``strict``, ...), documented there once
     """
 
-    def __init__(self, env: gym.Env, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        reference: TrajectoryDataset | str | os.PathLike,
+        background: bool = False,
+        **rewarder_kwargs: Any,
+    ) -> None:
         super().__init__(env)
         dataset = load_reference(reference, env.observation_space, env.spec.id if env.spec is not None else "")
-        self.rewarder = DTWRewarder(dataset, **rewarder_kwargs)
-        self._episode_obs: list[np.ndarray] = []
+        self.rewarder = _make_rewarder(dataset, background, rewarder_kwargs)
+        # The episode's observations, written in place (no per-step allocation); doubled when full.
+        self._episode_buffer = np.zeros((1024, self.rewarder.obs_dim), dtype=np.float32)
+        self._episode_length = 0
         self._episode_return = 0.0
         self._non_finite_step: int | None = None  # first step of the current episode with a non-finite observation
 
@@ -149,8 +171,14 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         """
         obs, info = self.env.reset(seed=seed, options=options)
         _check_reset_obs(obs, self.rewarder, self._episode_name())
-        self._episode_obs, self._episode_return, self._non_finite_step = [], 0.0, None
+        self._episode_length, self._episode_return, self._non_finite_step = 0, 0.0, None
         return obs, info
+
+    def close(self) -> None:
+        """Close the env and stop the rewarder's worker process, if any."""
+        super().close()
+        if isinstance(self.rewarder, BackgroundRewarder):
+            self.rewarder.close()
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Step the env and replace its reward by the learned one.
@@ -159,29 +187,34 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         :return: ``(obs, learned_reward, terminated, truncated, info)``
         """
         obs, reward, terminated, truncated, info = self.env.step(action)
-        flat = np.array(obs, dtype=np.float32).reshape(-1)  # a copy: envs may reuse their observation buffer
+        step = self._episode_length
+        if step == len(self._episode_buffer):
+            self._episode_buffer = np.concatenate([self._episode_buffer, np.zeros_like(self._episode_buffer)])
+        row = self._episode_buffer[step]
+        row[:] = obs  # a copy: envs may reuse their observation buffer
+        self._episode_length = step + 1
         try:  # no extra check on the per-step path: predict rejects NaN/inf observations with a ValueError
-            learned, finite = float(self.rewarder.predict(flat)), True
+            learned, finite = self.rewarder.predictor.predict_row(row), True
         except ValueError:
-            if np.all(np.isfinite(flat)):
+            if np.all(np.isfinite(row)):
                 raise
             learned, finite = NON_FINITE_REWARD, False
         if not finite and self._non_finite_step is None:  # warn (or raise if strict) once per episode
-            self.rewarder.non_finite_observation(f"step {len(self._episode_obs)} (0-based) of {self._episode_name()}")
-            self._non_finite_step = len(self._episode_obs)
-        self._episode_obs.append(flat)
-        info = dict(info)
+            self.rewarder.non_finite_observation(f"step {step} (0-based) of {self._episode_name()}")
+            self._non_finite_step = step
+        info = dict(info)  # a copy: an env may return the same dict every step
         # An inner RewardFree (or another relabelling wrapper) already holds the true reward: keep it.
         info.setdefault("original_reward", float(reward))
-        self._episode_return += float(info["original_reward"])
+        self._episode_return += info["original_reward"]
         if terminated or truncated:
-            if self._non_finite_step is None:
-                report = self.rewarder.end_episode(np.stack(self._episode_obs))
-            else:
+            skipped = self._non_finite_step is not None
+            if skipped:
                 report = None
                 self.rewarder.skip_episode()
-            _episode_info(info, report, self._episode_return)
-            self._episode_obs, self._episode_return, self._non_finite_step = [], 0.0, None
+            else:
+                report = self.rewarder.end_episode(self._episode_buffer[: self._episode_length])
+            _episode_info(info, report, self._episode_return, skipped)
+            self._episode_length, self._episode_return, self._non_finite_step = 0, 0.0, None
         return obs, learned, terminated, truncated, info
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -190,9 +223,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         :return: flat dict of arrays
         """
         state = self.rewarder.get_state()
-        state["episode_obs"] = (
-            np.stack(self._episode_obs) if self._episode_obs else np.zeros((0, self.rewarder.obs_dim), np.float32)
-        )
+        state["episode_obs"] = self._episode_buffer[: self._episode_length].copy()
         state["episode_return"] = np.asarray(self._episode_return, dtype=np.float64)
         return state
 
@@ -203,7 +234,9 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         """
         self.rewarder.set_state(state)
         buffer = np.asarray(state["episode_obs"], dtype=np.float32)
-        self._episode_obs = list(buffer)
+        self._episode_buffer = np.zeros((max(1024, 2 * len(buffer)), self.rewarder.obs_dim), dtype=np.float32)
+        self._episode_buffer[: len(buffer)] = buffer
+        self._episode_length = len(buffer)
         self._episode_return = float(state["episode_return"])
         self._non_finite_step = _first_non_finite(buffer)
 
@@ -219,14 +252,21 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
 
     :param venv: SB3 VecEnv with a 1-D Box observation space
     :param reference: reference episodes (dataset or ``.npz`` path)
+    :param background: run alignment, labels and refits in a worker process (see :class:`DTWRewardWrapper`)
     :param rewarder_kwargs: the settings of :class:`DTWRewarder` (messages about non-finite observations name the
         sub-env and its episode)
     """
 
-    def __init__(self, venv: VecEnv, reference: TrajectoryDataset | str | os.PathLike, **rewarder_kwargs: Any) -> None:
+    def __init__(
+        self,
+        venv: VecEnv,
+        reference: TrajectoryDataset | str | os.PathLike,
+        background: bool = False,
+        **rewarder_kwargs: Any,
+    ) -> None:
         super().__init__(venv)
         dataset = load_reference(reference, venv.observation_space, _vec_env_id(venv))
-        self.rewarder = DTWRewarder(dataset, **rewarder_kwargs)
+        self.rewarder = _make_rewarder(dataset, background, rewarder_kwargs)
         self._episode_obs: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_counts = np.zeros(self.num_envs, dtype=np.int64)  # episodes ended per sub-env, for messages
@@ -247,6 +287,12 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         self._episode_returns[:] = 0.0
         self._non_finite_steps = [None] * self.num_envs
         return obs  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the VecEnv and stop the rewarder's worker process, if any."""
+        super().close()
+        if isinstance(self.rewarder, BackgroundRewarder):
+            self.rewarder.close()
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step all envs and replace the rewards by the learned ones.
@@ -275,12 +321,13 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
             infos[index].setdefault("original_reward", float(rewards[index]))
             self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
-                if self._non_finite_steps[index] is None:
-                    report = self.rewarder.end_episode(np.stack(self._episode_obs[index]))
-                else:
+                skipped = self._non_finite_steps[index] is not None
+                if skipped:
                     report = None
                     self.rewarder.skip_episode()
-                _episode_info(infos[index], report, self._episode_returns[index])
+                else:
+                    report = self.rewarder.end_episode(np.stack(self._episode_obs[index]))
+                _episode_info(infos[index], report, self._episode_returns[index], skipped)
                 self._episode_obs[index], self._episode_returns[index] = [], 0.0
                 self._non_finite_steps[index] = None
                 self._episode_counts[index] += 1

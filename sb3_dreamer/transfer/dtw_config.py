@@ -18,7 +18,7 @@ import numpy as np
 from stable_baselines3.common.save_util import json_to_data
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... env ids)
-from sb3_dreamer.alignment import LABEL_MODES, DTWRewarder
+from sb3_dreamer.alignment import LABEL_MODES, DTWRewarder, DTWRewardWrapper
 from sb3_dreamer.common.usage import UsageError, check_env_id, check_keys
 from sb3_dreamer.dreamer import Dreamer
 from sb3_dreamer.dreamer.policies import DreamerPolicy
@@ -71,11 +71,13 @@ def _option(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _check_arguments(given: dict[str, Any], function: Any, reserved: dict[str, str], field: str, what: str) -> None:
+def _check_arguments(
+    given: dict[str, Any], function: Any | tuple[Any, ...], reserved: dict[str, str], field: str, what: str
+) -> None:
     """Raise :class:`UsageError` for a key of ``given`` that ``function`` does not accept or that the pipeline sets.
 
     :param given: the user's keyword arguments
-    :param function: the callable they are passed to (its signature is the list of accepted keys)
+    :param function: the callable they are passed to, or several (their signatures are the list of accepted keys)
     :param reserved: keys set by the pipeline, mapped to what sets them
     :param field: the :class:`TransferConfig` field they come from
     :param what: what an accepted key is, for the message
@@ -83,8 +85,9 @@ def _check_arguments(given: dict[str, Any], function: Any, reserved: dict[str, s
     for key in given:
         if key in reserved:
             raise UsageError(f"{_option(field)}: {key!r} cannot be given here, it is set by {reserved[key]}")
-    parameters = inspect.signature(function).parameters
-    accepted = set(parameters) - {"self", "_init_setup_model"} - set(reserved)
+    functions = function if isinstance(function, tuple) else (function,)
+    parameters = {name for callable_ in functions for name in inspect.signature(callable_).parameters}
+    accepted = parameters - {"self", "_init_setup_model", "rewarder_kwargs"} - set(reserved)
     check_keys(given, accepted, _option(field), what)
 
 
@@ -166,7 +169,7 @@ def check_config(config: TransferConfig) -> None:
     )
     _check_arguments(
         config.wrapper_kwargs,
-        DTWRewarder.__init__,  # the wrapper passes its keyword arguments on to the rewarder
+        (DTWRewardWrapper.__init__, DTWRewarder.__init__),  # the wrapper passes the others on to the rewarder
         RESERVED_WRAPPER_ARGUMENTS,
         "wrapper_kwargs",
         "a DTWRewardWrapper argument (see help(sb3_dreamer.alignment.DTWRewarder))",
