@@ -10,6 +10,11 @@ Setup (fixed here, printed and written to the JSON):
   processes' load), and separately the sum of the wrapper's own components (per-step predict, episode-end alignment
   + labelling, refit) / raw time.
 - Alignment time of one 1000 x 1000 pair (15 dims) with and without the default Sakoe-Chiba window.
+- End to end is measured without timing hooks; the components come from a second pass over the same episodes with
+  hooks (the in-process wrapper's predict, episode end, alignment and refit calls).
+- The same for ``background=True`` (alignment, labels and refits in a worker process, ``BackgroundRewarder``), stepped
+  in the same interleaved loop (raw, in-process, background, raw, ...) on the same env instance: the stepping
+  process's overhead, and the worker's CPU seconds per raw step (the cost moved to another core, not removed).
 
 Run: ``python benchmarks/alignment_overhead.py`` (writes benchmarks/results/alignment_overhead.json).
 """
@@ -28,6 +33,8 @@ import torch as th
 
 from sb3_dreamer.alignment import DTWRewardWrapper, align, record_trajectories, reference_statistics
 from sb3_dreamer.alignment import rewarder as rewarder_module
+from sb3_dreamer.alignment.background import BackgroundRewarder
+from sb3_dreamer.alignment.reward_model import Predictor
 
 ENV_ID = "HopperBulletEnv-v0"
 EPISODE_STEPS = 1000
@@ -49,7 +56,7 @@ def make_env() -> gym.Env:
 
 
 class Timed:
-    """Accumulates the wall time of calls to ``obj.name`` (monkey-patched on the instance)."""
+    """Accumulates the wall time of calls to ``obj.name`` (monkey-patched on the instance, or the class)."""
 
     def __init__(self, obj: Any, name: str) -> None:
         self.total, self.calls = 0.0, 0
@@ -110,35 +117,55 @@ def main() -> None:
     if args.refit_interval is not None:
         wrapper_kwargs["refit_interval"] = args.refit_interval
 
+    raw_env = make_env()  # one Bullet instance stepped raw and through both wrappers: the difference is the wrapper
     start = time.perf_counter()
-    wrapped = DTWRewardWrapper(make_env(), reference, **wrapper_kwargs)
+    wrapped = DTWRewardWrapper(raw_env, reference, **wrapper_kwargs)
     construction = time.perf_counter() - start
+    background = DTWRewardWrapper(raw_env, reference, background=True, **wrapper_kwargs)
+    assert isinstance(background.rewarder, BackgroundRewarder)
     rewarder = wrapped.rewarder
-    raw_env = wrapped.env  # the same Bullet instance stepped without the wrapper: the difference is the wrapper alone
-    predict_timer = Timed(rewarder, "predict")
-    end_timer = Timed(rewarder, "end_episode")
-    fit_timer = Timed(rewarder.model, "fit")
-    label_timer = Timed(rewarder_module, "label_episode")  # alignment + labelling inside end_episode
 
     episodes = [
         rng.uniform(-1, 1, size=(EPISODE_STEPS, action_space.shape[0])).astype(np.float32) for _ in range(args.episodes)
     ]
     run_episode(raw_env, episodes[0], SEED)  # warm-up: builds the Bullet scene
-    raw_times, wrapped_times = [], []
+    # End to end, without timing hooks; then the same episodes again with hooks for the components.
+    raw_times, wrapped_times, background_times = [], [], []
     for index, actions in enumerate(episodes):
         raw_times.append(run_episode(raw_env, actions, SEED + index))
         wrapped_times.append(run_episode(wrapped, actions, SEED + index))
+        background_times.append(run_episode(background, actions, SEED + index))
+    background_total = sum(wall for wall, _ in background_times)
+    background_cpu = sum(cpu for _, cpu in background_times)
+    background.rewarder.wait()  # the last episode's alignment and refit, still in the worker
+    worker_seconds = background.rewarder.worker_seconds
+    background_refits = background.rewarder.n_refits
+    refits_end_to_end = rewarder.n_refits
+    background_end = Timed(background.rewarder, "end_episode")
+    row_timer = Timed(Predictor, "predict_row")  # the per-step reward, of both wrappers (predictors change at refits)
+    end_timer = Timed(rewarder, "end_episode")
+    fit_timer = Timed(rewarder.model, "fit")
+    label_timer = Timed(rewarder_module, "label_episode")  # alignment + labelling inside end_episode
+    predict_total, background_predict_total = 0.0, 0.0
+    for index, actions in enumerate(episodes):
+        before = row_timer.total
+        run_episode(wrapped, actions, SEED + index)
+        predict_total += row_timer.total - before
+        before = row_timer.total
+        run_episode(background, actions, SEED + index)
+        background_predict_total += row_timer.total - before
+    background.close()
     raw_total, wrapped_total = (sum(wall for wall, _ in raw_times), sum(wall for wall, _ in wrapped_times))
     raw_cpu, wrapped_cpu = (sum(cpu for _, cpu in raw_times), sum(cpu for _, cpu in wrapped_times))
     n_steps = EPISODE_STEPS * args.episodes
     components = {
-        "predict_s": predict_timer.total,
+        "predict_s": predict_total,
         "end_episode_s": end_timer.total,
         "alignment_and_labels_s": label_timer.total,
         "refit_s": fit_timer.total,
         "refits": fit_timer.calls,
     }
-    own_cost = predict_timer.total + end_timer.total
+    own_cost = predict_total + end_timer.total
     references = [ep.next_observations.astype(np.float64) for ep in reference.episodes()]
     result = {
         "env_id": ENV_ID,
@@ -159,7 +186,7 @@ def main() -> None:
         "overhead_end_to_end": (wrapped_total - raw_total) / raw_total,
         "overhead_end_to_end_cpu": (wrapped_cpu - raw_cpu) / raw_cpu,
         "overhead_components": own_cost / raw_total,
-        "predict_us_per_step": 1e6 * predict_timer.total / n_steps,
+        "predict_us_per_step": 1e6 * predict_total / n_steps,
         "end_episode_ms_per_episode": 1e3 * end_timer.total / max(end_timer.calls, 1),
         "alignment_ms_per_episode_10_refs": 1e3 * label_timer.total / max(label_timer.calls, 1),
         "refit_ms_per_refit": 1e3 * fit_timer.total / max(fit_timer.calls, 1),
@@ -170,6 +197,17 @@ def main() -> None:
             "no_window": 1e3 * pair_alignment_times(references, None),
         },
         "truncated_refits": rewarder.n_truncated_refits,
+        "refits_end_to_end": refits_end_to_end,
+        "background": {
+            "wrapped_step_ms": 1e3 * background_total / n_steps,
+            "overhead_end_to_end": (background_total - raw_total) / raw_total,
+            "overhead_end_to_end_cpu": (background_cpu - raw_cpu) / raw_cpu,
+            "predict_us_per_step": 1e6 * background_predict_total / n_steps,
+            "end_episode_ms_per_episode": 1e3 * background_end.total / max(background_end.calls, 1),
+            "worker_cpu_s": worker_seconds,
+            "worker_cpu_per_raw_step": worker_seconds / raw_total,
+            "refits_applied_end_to_end": background_refits,
+        },
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -192,6 +230,12 @@ def main() -> None:
         (f"1000x1000 pair, window {args.window}", f"{result['pair_1000x1000_ms'][f'window_{args.window}']:.1f} ms"),
         ("1000x1000 pair, no window", f"{result['pair_1000x1000_ms']['no_window']:.1f} ms"),
         ("construction incl. pre-fit", f"{construction:.2f} s"),
+        ("background: wrapped env step", f"{result['background']['wrapped_step_ms']:.3f} ms"),
+        ("background: overhead (end to end)", f"{100 * result['background']['overhead_end_to_end']:.1f} %"),
+        ("background: overhead (process CPU time)", f"{100 * result['background']['overhead_end_to_end_cpu']:.1f} %"),
+        ("background: predict per step", f"{result['background']['predict_us_per_step']:.1f} us"),
+        ("background: episode end in this process", f"{result['background']['end_episode_ms_per_episode']:.2f} ms"),
+        ("background: worker CPU / raw step time", f"{100 * result['background']['worker_cpu_per_raw_step']:.1f} %"),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"{ENV_ID}, {N_REFERENCES} references x {EPISODE_STEPS} steps, {args.episodes} measured episodes")
