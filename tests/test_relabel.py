@@ -51,10 +51,13 @@ def test_sac_buffer_holds_the_current_models_rewards_only_with_the_callback(refe
         assert np.abs(rewards[:200] - current[:200]).max() > 1e-3
 
 
-def test_dreamer_sequence_buffer_is_relabelled_except_first_rows(reference: str) -> None:
-    env = VecDTWRewardWrapper(DummyVecEnv([lambda: gym.make(TARGET)] * 2), reference, seed=0, **FAST)
+@pytest.mark.parametrize("background", [False, True])
+def test_dreamer_sequence_buffer_is_relabelled_except_first_rows(reference: str, background: bool) -> None:
+    env = VecDTWRewardWrapper(DummyVecEnv([lambda: gym.make(TARGET)] * 2), reference, background, seed=0, **FAST)
     model = Dreamer("MlpPolicy", env, **tiny(learning_starts=1000))
-    model.learn(440, callback=RelabelCallback())  # 2 x 220 steps: one finished episode per sub-env
+    # 2 x 220 steps: one finished episode per sub-env (in the background, sub-env 1's episode end applies the refit
+    # of sub-env 0's episode, which the callback then sees like an in-process one)
+    model.learn(440, callback=RelabelCallback())
     buffer, rewarder = model.replay_buffer, env.rewarder
     assert rewarder.n_refits >= 1
     for index in range(2):
@@ -63,6 +66,7 @@ def test_dreamer_sequence_buffer_is_relabelled_except_first_rows(reference: str)
         obs, rewards = buffer.observations["obs"][index, :rows], buffer.rewards[index, :rows]
         np.testing.assert_allclose(rewards[~first], rewarder.predict(obs[~first]), rtol=1e-5, atol=1e-6)
         assert np.all(rewards[first] == 0.0)
+    env.close()
 
 
 def test_relabel_buffer_with_memory_optimised_replay(reference: str) -> None:
