@@ -22,7 +22,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch as th
-from transfer import PAIRS
+from transfer_pairs import PAIRS
 
 from sb3_dreamer import Dreamer
 from sb3_dreamer.alignment import DTWRewardWrapper

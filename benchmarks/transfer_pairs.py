@@ -1,0 +1,111 @@
+"""The pairs and variants of ``benchmarks/transfer.py``: env ids, step budgets, Dreamer and DTW wrapper settings.
+
+Kept apart from the runner so that the settings of every published table are read in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sb3_dreamer.alignment.dtw import LABEL_MODES
+
+#: Dreamer settings of the Pendulum pair: the constructor defaults (its CPU settings: 16 x 32 batches, 256 imagination
+#: starts, train_freq 2, learning_starts 1000; these runs' settings before they became the defaults).
+DREAMER_CPU: dict[str, Any] = {}
+
+
+def _pair(
+    source: str, target: str, source_steps: int, target_steps: int, warm_up: int, eval_freq: int, **extra: Any
+) -> dict[str, Any]:
+    """One benchmark pair: ``sb3_dreamer/<source>-v0`` / ``sb3_dreamer/<target>-v0``, step budgets, Dreamer settings."""
+    return dict(
+        source=f"sb3_dreamer/{source}-v0",
+        target=f"sb3_dreamer/{target}-v0",
+        source_steps=source_steps,
+        target_steps=target_steps,
+        target_learning_starts=warm_up,
+        eval_freq=eval_freq,
+        **extra,
+    )
+
+
+#: Benchmark pairs. ``sac_zoo_entry``: the rl-zoo SAC entry used for the SAC variants; ``dtw_kwargs``: extra
+#: ``DTWRewardWrapper`` arguments of the DTW variants (passed on to ``DTWRewarder``). The Pendulum pairs' label filter
+#: is reward-free: ``max_label_cost="reference"`` derives the threshold from the reference episodes alone. (The
+#: published Pendulum tables used ``max_label_cost=0.5``, chosen with ``reward_fidelity.py``, which looks at the target's
+#: true reward; their JSONs record it in ``wrapper_kwargs``.)
+PAIRS: dict[str, dict[str, Any]] = {
+    "pendulum": _pair(
+        "PendulumSource",
+        "PendulumTarget",
+        6_000,
+        5_000,
+        400,
+        1_000,
+        sac_steps=10_000,
+        sac_zoo_entry="Pendulum-v1",
+        dreamer=DREAMER_CPU,
+        dtw_kwargs=dict(max_label_cost="reference"),
+    ),
+    # Hopper: Dreamer at train_freq 5 ran 8.7 env steps/s per process in the first 20k source steps (two runs plus other
+    # jobs on the 2 cores) and 12.8 with only the two runs, so a 60k source takes ~1.5-2 h and a 20k target run ~30-40
+    # min; the whole pair is ~10-12 h of CPU, spread over sessions by the checkpoints (first planned at 100k / 30k).
+    "hopper": _pair(
+        "HopperSource",
+        "HopperTarget",
+        60_000,
+        20_000,
+        2_000,
+        5_000,
+        sac_steps=100_000,
+        sac_zoo_entry="HopperBulletEnv-v0",
+        dreamer=dict(DREAMER_CPU, train_freq=5, learning_starts=5_000),
+        dtw_kwargs={},
+    ),
+}
+# Time warp (Telepath's gap, https://github.com/TroddenSpade/Telepath): Pendulum with action repeat 4 (source, 50-step
+# episodes) and 2 (target, 100-step episodes), same physics. Budgets: the Pendulum pair's in agent steps (not tuned for
+# this pair), i.e. 120 source and 50 target episodes.
+PAIRS["pendulum_repeat"] = dict(
+    PAIRS["pendulum"], source="sb3_dreamer/PendulumRepeat4-v0", target="sb3_dreamer/PendulumRepeat2-v0"
+)
+# The same source, a 4:1 warp (200-step target episodes, 25 target episodes), and the combined gap: repeat 4 -> 2 plus
+# the Pendulum pair's mass 1.5 and length 1.3 on the target. ``source_from``: these pairs reuse the trained sources of
+# that pair (``source_model``; references, random and zero-shot are recorded anew against their own target).
+PAIRS["pendulum_repeat1"] = dict(
+    PAIRS["pendulum_repeat"], target="sb3_dreamer/PendulumRepeat1-v0", source_from="pendulum_repeat"
+)
+PAIRS["pendulum_repeat_mass"] = dict(
+    PAIRS["pendulum_repeat"], target="sb3_dreamer/PendulumRepeat2Target-v0", source_from="pendulum_repeat"
+)
+#: The evaluation env of a run's learning curve is seeded with ``common.EVAL_SEED + seed``; runs made at 62b58bb or
+#: earlier (their JSON's ``commit``) evaluated on an unseeded env.
+#: Controls of the DTW reward (issue 19, item 2), run like the DTW variants: variant -> (label mode, extra
+#: ``DTWRewarder`` arguments). Reference only: pre-fit and reference anchor, no DTW labels; no anchor: DTW labels only.
+DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dreamer_reference_only": ("source_reward", dict(dtw_labels=False)),
+    "dreamer_dtw_source_reward_noanchor": ("source_reward", dict(anchor_reference=False)),
+}
+#: Fresh rewards (issue 19, item 4): the same DTW reward with the replay buffer relabelled after every refit
+#: (``train_target(relabel=True)``, :class:`sb3_dreamer.alignment.RelabelCallback`); compare with the variant without.
+RELABEL_SUFFIX = "_relabel"
+VARIANTS = (
+    *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
+    *DTW_CONTROLS,
+    "dreamer_oracle",
+    "sac_dtw_source_reward",
+    "sac_oracle",
+    "dreamer_dtw_source_reward" + RELABEL_SUFFIX,
+    "sac_dtw_source_reward" + RELABEL_SUFFIX,
+)
+#: ``--quick``: budgets of a check of every stage in a few minutes (the agents learn little).
+QUICK = dict(
+    source_steps=400,
+    target_steps=300,
+    sac_steps=300,
+    target_learning_starts=100,
+    eval_freq=100,
+    dreamer_quick=dict(learning_starts=100, train_freq=8),
+    dtw_quick=dict(refit_interval=100),  # a refit after each target episode, so the reward model changes
+)
+QUICK_EPISODES = 2
