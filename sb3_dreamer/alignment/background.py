@@ -21,6 +21,7 @@ garbage-collected, or when this process exits.
 import builtins
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 import warnings
@@ -66,6 +67,8 @@ def _serve(conn: Connection, reference: TrajectoryDataset, kwargs: dict[str, Any
     """Worker loop: build the rewarder, then answer ``episode``, ``get_state``, ``set_state`` and ``close`` messages."""
     import torch as th
 
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the worker (no second traceback here).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     th.set_num_threads(1)
     try:
         rewarder = DTWRewarder(reference, **kwargs)
