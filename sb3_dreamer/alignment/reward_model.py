@@ -94,7 +94,7 @@ class Predictor:
         """
         batch = np.asarray(obs, dtype=np.float32)
         if batch.shape == (self.obs_dim,):
-            return self._predict_one(batch)
+            return np.float64(self.predict_row(batch))
         if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
             raise ValueError(f"expected observations of shape (batch, {self.obs_dim}), got {np.shape(obs)}")
         # One reduction instead of isfinite().all(): NaN and inf propagate into the float64 sum.
@@ -110,9 +110,6 @@ class Predictor:
         out = hidden @ weight
         out += bias
         return out[:, 0].astype(np.float64)
-
-    def _predict_one(self, obs: np.ndarray) -> np.float64:
-        return np.float64(self.predict_row(obs))
 
     def predict_row(self, obs: np.ndarray) -> float:
         """Reward of one observation, the wrappers' per-step path: no conversion and no shape check.
