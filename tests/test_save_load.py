@@ -254,3 +254,29 @@ def test_last_latent_is_restored_when_saved_with_include(tmp_path, pendulum) -> 
     for saved, restored in zip(model._last_latent, loaded._last_latent, strict=True):
         np.testing.assert_array_equal(saved, restored)
     assert Dreamer.load(tmp_path / "default", env=pendulum)._last_latent is None  # excluded by default
+
+
+def test_replay_buffer_pickles_only_the_rows_written(tmp_path, pendulum) -> None:
+    import pickle
+
+    model = Dreamer("MlpPolicy", pendulum, seed=0, **tiny(buffer_size=20_000))
+    model.learn(60)
+    buffer = model.replay_buffer
+    data = pickle.dumps(buffer)
+    assert len(data) < buffer.nbytes / 50  # 61 of 20,000 rows written
+    copy = pickle.loads(data)
+    assert copy.capacity == buffer.capacity and copy.nbytes == buffer.nbytes
+    for name, value in buffer._stream_arrays().items():
+        np.testing.assert_array_equal(copy._stream_arrays()[name], value, err_msg=name)
+    # A buffer whose stream wrapped around is saved whole and loads the same.
+    small = Dreamer("MlpPolicy", gym.make("Pendulum-v1"), seed=0, **tiny(buffer_size=50))
+    small.learn(60)
+    assert small.replay_buffer.stream_full.all()
+    again = pickle.loads(pickle.dumps(small.replay_buffer))
+    np.testing.assert_array_equal(again.rewards, small.replay_buffer.rewards)
+    assert again.size() == small.replay_buffer.size() == 50
+    # Loaded back into a model, training goes on from the restored rows.
+    model.save_replay_buffer(tmp_path / "buffer")
+    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    model.learn(20, reset_num_timesteps=False)
+    assert model.replay_buffer.size() == 61 + 21

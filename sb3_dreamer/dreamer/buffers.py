@@ -86,17 +86,47 @@ class SequenceReplayBuffer(BaseBuffer):
         self.stream_pos = np.zeros(n_envs, dtype=np.int64)
         self.stream_full = np.zeros(n_envs, dtype=bool)
 
+    def _stream_arrays(self) -> dict[str, np.ndarray]:
+        """The ``(n_envs, capacity, ...)`` arrays, by attribute name (observations as ``observations.<key>``)."""
+        arrays = {f"observations.{key}": value for key, value in self.observations.items()}
+        arrays.update(
+            prev_actions=self.prev_actions, rewards=self.rewards, is_first=self.is_first, is_terminal=self.is_terminal
+        )
+        return arrays
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle only the rows written so far: until a stream wraps around, the rows beyond the furthest write
+        position are unused zeros (a 1M-step buffer after 100k steps would otherwise save ten times its data)."""
+        state = self.__dict__.copy()
+        if self.stream_full.any():
+            return state
+        rows = int(self.stream_pos.max())
+        state["observations"] = {key: value[:, :rows].copy() for key, value in self.observations.items()}
+        for name in ("prev_actions", "rewards", "is_first", "is_terminal"):
+            state[name] = getattr(self, name)[:, :rows].copy()
+        state["_pickled_rows"] = rows
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickle, giving a buffer saved by an older version the attributes added since, with its old behaviour."""
+        """Unpickle, giving back the capacity that :meth:`__getstate__` left out, and giving a buffer saved by an older
+        version the attributes added since, with its old behaviour."""
         n_envs = state["n_envs"]
         defaults = dict(terminal_fraction=0.0, non_finite="raise", n_non_finite=0, has_terminal=True)
         self.__dict__.update({**defaults, "_cut": np.zeros(n_envs, dtype=bool), **state})
+        if self.__dict__.pop("_pickled_rows", None) is None:
+            return
+        for name, value in self._stream_arrays().items():
+            full = np.zeros((n_envs, self.capacity, *value.shape[2:]), dtype=value.dtype)
+            full[:, : value.shape[1]] = value
+            if name.startswith("observations."):
+                self.observations[name.removeprefix("observations.")] = full
+            else:
+                setattr(self, name, full)
 
     @property
     def nbytes(self) -> int:
         """Memory held by the buffer's arrays, in bytes."""
-        arrays = [*self.observations.values(), self.prev_actions, self.rewards, self.is_first, self.is_terminal]
-        return int(sum(array.nbytes for array in arrays))
+        return int(sum(array.nbytes for array in self._stream_arrays().values()))
 
     def size(self) -> int:
         """Number of rows currently stored, over all environments."""
