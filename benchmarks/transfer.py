@@ -260,6 +260,7 @@ def summarise(pair: str, out: Path) -> str:
         lines, rows = _score_table(pair, sources, runs, last)
         tables.append("\n".join(lines))
         summary[f"last_{last}"] = rows
+    tables[0] += "".join(f"\n{line}" for line in _source_progress(pair, out))
     learned = _learned_table(pair, runs)
     if learned:
         tables.append("\n".join(learned))
@@ -377,6 +378,33 @@ def _score_table(
                 f"{'beats it' if margin > spread else 'does not beat it by more than the spread'}."
             )
     return lines, summary
+
+
+def _source_progress(pair: str, out: Path) -> list[str]:
+    """For a pair with a ``source_progress`` setting: each seed's source progress on its task, read from its reference
+    episodes (source-env observations only; the target's reward is not read), and the seeds below the pair's minimum,
+    whose sources did not learn the task (their transfer scores say little about transfer)."""
+    progress = PAIRS.get(pair, {}).get("source_progress")
+    if progress is None:
+        return []
+    from sb3_dreamer.alignment import TrajectoryDataset
+
+    values = {}
+    for path in sorted(out.glob("reference_*.npz")):
+        obs = TrajectoryDataset.load(path).next_observations
+        values[int(path.stem.split("_")[1])] = float(obs[:, progress["index"]].mean() * progress["scale"])
+    if not values:
+        return []
+    unit = progress["unit"]
+    text = ", ".join(f"seed {seed}: {value:.2f} {unit}" for seed, value in sorted(values.items()))
+    lines = [f"Source {progress['name']} in its reference episodes ({progress['how']}): {text}."]
+    low = sorted(seed for seed, value in values.items() if value < progress["minimum"])
+    if low:
+        lines.append(
+            f"Below {progress['minimum']} {unit}, the source {progress['failed']}: seed{'s' if len(low) > 1 else ''} "
+            f"{', '.join(map(str, low))}; its scores say little about transfer."
+        )
+    return lines
 
 
 def _ratio_of_means(values: dict[int, float], reference: dict[int, float], random: dict[int, float]) -> float:

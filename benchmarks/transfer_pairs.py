@@ -61,6 +61,17 @@ PAIRS: dict[str, dict[str, Any]] = {
         sac_zoo_entry="HopperBulletEnv-v0",
         dreamer=dict(DREAMER_CPU, train_freq=5, learning_starts=5_000),
         dtw_kwargs={},
+        # Whether a source hops: its mean forward speed in the reference episodes (issue 19: a source that stands
+        # collects the alive bonus, ~1 per step, and its oracle too; earlier seeds: 0.07 m/s standing, 0.96-1.35 hopping).
+        source_progress=dict(
+            name="forward speed",
+            how="mean of obs[3] / 0.3, pybullet_envs_gymnasium WalkerBase.calc_state stores 0.3 vx",
+            index=3,
+            scale=1 / 0.3,
+            unit="m/s",
+            minimum=0.2,
+            failed="stands rather than hops",
+        ),
     ),
 }
 # Time warp (Telepath's gap, https://github.com/TroddenSpade/Telepath): Pendulum with action repeat 4 (source, 50-step

@@ -217,6 +217,20 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
     table = transfer.summarise("toy", tmp_path)
     assert "Against sac_oracle (seeds 0, 1): zero-shot 0.07." in table
     assert "dreamer_dtw_source_reward: 0.75 of the oracle (< 0.8), 0.50 of sac_oracle; minus" in table
+    # A pair that says how to read task progress from the references: a seed whose source did not learn is named.
+    from sb3_dreamer.alignment import TrajectoryDataset
+
+    for seed, speed in ((0, 1.0), (1, 0.05)):
+        obs = np.zeros((4, 2), np.float32)
+        obs[:, 1] = speed * 0.5
+        TrajectoryDataset(obs, obs, np.zeros((4, 1), np.float32), np.zeros(4), np.array([4]), np.array([False])).save(
+            tmp_path / f"reference_{seed}.npz"
+        )
+    progress = dict(name="speed", how="obs[1] / 0.5", index=1, scale=2.0, unit="m/s", minimum=0.2, failed="stands")
+    monkeypatch.setitem(transfer.PAIRS, "toy", dict(source_progress=progress))
+    table = transfer.summarise("toy", tmp_path)
+    assert "Source speed in its reference episodes (obs[1] / 0.5): seed 0: 1.00 m/s, seed 1: 0.05 m/s." in table
+    assert "Below 0.2 m/s, the source stands: seed 1; its scores say little about transfer." in table
 
 
 def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(tmp_path: Path, monkeypatch) -> None:
