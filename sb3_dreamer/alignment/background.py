@@ -147,11 +147,8 @@ class BackgroundRewarder:
         self.predictor, settings = self._receive(timeout=_STARTUP_SECONDS)
         for name, value in settings.items():
             setattr(self, name, value)
-        self.n_episodes = 0
-        self.skipped_episodes = 0
-        self.n_refits = 0
-        self.n_truncated_refits = 0
-        self.n_labels = 0
+        # Counters as DTWRewarder's: episodes sent and skipped are counted here, refits and labels when applied.
+        self.n_episodes = self.skipped_episodes = self.n_refits = self.n_truncated_refits = self.n_labels = 0
         #: CPU seconds the worker spent on episodes, states and their messages (not the startup)
         self.worker_seconds = 0.0
         self._in_flight: deque[int] = deque()  # episode indices sent, whose answer is not received yet
