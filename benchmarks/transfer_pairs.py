@@ -60,9 +60,10 @@ PAIRS: dict[str, dict[str, Any]] = {
         sac_steps=100_000,
         sac_zoo_entry="HopperBulletEnv-v0",
         # Uniform replay (terminal_fraction 0), as when the pair's first table was made (before terminal oversampling
-        # became the default on 2026-12-06): with the new default both sources of a rerun stood still at 20k-25k steps
-        # (returns 876 / 761 and 962 / 814: the alive bonus, forward speed -0.01 / 0.03 m/s), where the first sources
-        # were starting to hop (2 of 3 seeds hopped by 30k). A source-side setting, chosen on the source's behaviour.
+        # became the default on 2026-12-06). With the new default both sources of a rerun (2026-12-07) stood still at
+        # 20k-25k steps (returns 876 / 761 and 962 / 814: the alive bonus; forward speed -0.01 / 0.03 m/s), where the
+        # first sources were starting to hop (2 of 3 seeds hopped by 30k); with uniform replay they stood still too at
+        # 15k (forward speed -0.01 / 0.01 m/s), so terminal oversampling is not the (only) cause.
         dreamer=dict(DREAMER_CPU, train_freq=5, learning_starts=5_000, replay_buffer_kwargs=dict(terminal_fraction=0.0)),
         dtw_kwargs={},
         # Whether a source hops: its mean forward speed in the reference episodes (issue 19: a source that stands
