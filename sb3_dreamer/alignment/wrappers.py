@@ -205,7 +205,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         info = dict(info)  # a copy: an env may return the same dict every step
         # An inner RewardFree (or another relabelling wrapper) already holds the true reward: keep it.
         info.setdefault("original_reward", float(reward))
-        self._episode_return += info["original_reward"]
+        self._episode_return += float(info["original_reward"])
         if terminated or truncated:
             skipped = self._non_finite_step is not None
             if skipped:
