@@ -66,7 +66,8 @@ PAIRS: dict[str, dict[str, Any]] = {
         # 15k (forward speed -0.01 / 0.01 m/s), so terminal oversampling is not the (only) cause. With the learning rates
         # of the first table too (3e-4 / 8e-5 / 8e-5, the defaults before 4945d34) both seeds tried to hop at 20k (seed 1:
         # 0.54-0.80 m/s until it fell; seed 0: one of three episodes) but stood still again at 50k (0.00 m/s, returns
-        # 784 / 740). The pair keeps the first table's settings; what else makes today's sources stand is open.
+        # 784 / 740). The first table's own commit (d50fa0f) run on the same machine stood still too (0.00 m/s at 15k):
+        # not the code. The pair keeps the first table's settings.
         # Source-side settings, chosen on the source's own behaviour (no target reward read).
         dreamer=dict(
             DREAMER_CPU,
