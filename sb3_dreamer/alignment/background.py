@@ -34,7 +34,7 @@ import numpy as np
 
 from sb3_dreamer.alignment.dataset import TrajectoryDataset
 from sb3_dreamer.alignment.dtw import validate_sequence
-from sb3_dreamer.alignment.reward_model import Predictor
+from sb3_dreamer.alignment.reward_model import FitResult, Predictor
 from sb3_dreamer.alignment.rewarder import (
     DTWRewarder,
     EpisodeReport,
@@ -288,23 +288,12 @@ class BackgroundRewarder:
             episode, pending_labels, refitted, truncated = (int(v) for v in state[f"{_PREFIX}pending"])
             pending = Predictor.from_arrays(_sub(state, f"{_PREFIX}pending_predictor.")) if refitted else None
             # The pending episode's labels and alignment are not saved: its report after a restore carries no alignment.
-            fit = _RestoredFit(bool(truncated)) if refitted else None
-            self._received = (episode, (_restored_report(fit), pending, pending_labels))
+            fit = FitResult(0, float("nan"), 0.0, bool(truncated)) if refitted else None  # only ``truncated`` is kept
+            self._received = (episode, (EpisodeReport(np.zeros(0), None, fit, np.zeros(0, bool)), pending, pending_labels))
 
     def close(self) -> None:
         """Stop the worker process (idempotent)."""
         self._finalizer()
-
-
-class _RestoredFit:
-    """Stand-in for the ``FitResult`` of a pending result restored from a state (only ``truncated`` is kept)."""
-
-    def __init__(self, truncated: bool) -> None:
-        self.truncated = truncated
-
-
-def _restored_report(fit: Any) -> EpisodeReport:
-    return EpisodeReport(np.zeros(0), None, fit, np.zeros(0, dtype=bool))  # type: ignore[arg-type]
 
 
 def _sub(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
