@@ -111,6 +111,25 @@ def code_commit() -> str:
         return "unknown"
 
 
+#: Distributions whose versions go into result files (:func:`package_versions`): the same code gave different Hopper
+#: sources on two machines (benchmarks/README.md), and only versions can tell such machines apart.
+VERSIONED = ("torch", "numpy", "gymnasium", "stable-baselines3", "pybullet", "pybullet_envs_gymnasium", "dtaidistance")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of :data:`VERSIONED` (``"not installed"`` for a missing one) and Python's, for result files."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def commit_of(checkout: Path) -> str:
     """``git describe --always --dirty`` of another checkout (A/B timings), ``"unknown"`` outside git."""
     result = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"], capture_output=True, text=True)

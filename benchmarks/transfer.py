@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import EVAL_SEED, code_commit, jsonable
+from common import EVAL_SEED, code_commit, jsonable, package_versions
 from transfer_pairs import DTW_CONTROLS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, VARIANTS
 
 #: Default ``--out`` parent: one folder per pair.
@@ -176,6 +176,8 @@ def run_source(
         source_zero_shot=stage.source_zero_shot,
         seconds=stage.seconds,  # includes the time before a resume
         resumed=stage.resumed,
+        commit=code_commit(),
+        versions=package_versions(),
     )
     (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
     stage.remove_checkpoint()  # only now: a run cut off before this line returns the finished stage
@@ -236,6 +238,7 @@ def run_target(
         seconds=stage.seconds,  # includes the time before a resume
         resumed=stage.resumed,
         commit=commit,
+        versions=package_versions(),
     )
     (out / f"{variant}_{seed}.json").write_text(json.dumps(result, indent=1))
     stage.remove_checkpoint()
