@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3 import SAC
 
 from sb3_dreamer import Dreamer, TrajectoryDataset
@@ -169,3 +170,17 @@ def test_target_stage_names_a_missing_source_model(tmp_path) -> None:
     config = stage_config(target_steps=10)  # init_from_source=True
     with pytest.raises(UsageError, match=r"the source model .*nowhere\.zip does not exist"):
         train_target(config, tmp_path, source_path=tmp_path / "nowhere.zip")
+
+
+def test_target_from_source_takes_the_runs_dreamer_kwargs(tmp_path) -> None:
+    config = stage_config(target_steps=8)  # init_from_source=True; fewer steps than learning_starts: no update
+    source = train_source(config, tmp_path).model
+    settings = dataclasses.replace(config, dreamer_kwargs=tiny(train_freq=5, actor_entropy=0.01))
+    target = train_target(settings, tmp_path).model
+    assert (target.train_freq.frequency, target.actor_entropy) == (5, 0.01)  # the run's settings, not the source's
+    assert (source.train_freq.frequency, source.actor_entropy) == (TINY["train_freq"], 3e-4)
+    for name, weight in source.policy.state_dict().items():  # and the source's weights
+        assert th.equal(weight, target.policy.state_dict()[name]), name
+    other_sizes = dataclasses.replace(config, dreamer_kwargs=tiny(policy_kwargs=dict(model_size="xs")))
+    with pytest.raises(UsageError, match=r"--dreamer-kwargs: cannot build Dreamer .*policy kwargs"):
+        train_target(other_sizes, tmp_path)

@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         type=json_object,
         default={},
         help="JSON object of Dreamer arguments of the agents trained here, e.g. '{\"train_freq\": 2}' (a --source-model "
-        "and, with --init-from-source, the target keep the saved model's settings)",
+        "keeps its settings; an --init-from-source target takes these over the source's, as rl-zoo's --trained-agent "
+        "does)",
     )
     parser.add_argument(
         "--wrapper-kwargs",

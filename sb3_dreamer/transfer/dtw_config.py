@@ -46,7 +46,9 @@ class TransferConfig:
     :param n_reference_episodes: source episodes recorded as DTW references
     :param label_mode: one of :data:`sb3_dreamer.alignment.LABEL_MODES`
     :param init_from_source: start the target Dreamer from the source model's weights
-    :param dreamer_kwargs: Dreamer constructor arguments for both agents
+    :param dreamer_kwargs: Dreamer constructor arguments for both agents (a ``source_model`` keeps its own; with
+        ``init_from_source`` they override the settings saved with the source, as ``Dreamer.load(..., **kwargs)`` does;
+        the network sizes, ``policy_kwargs``, must then equal the source's)
     :param wrapper_kwargs: extra :class:`DTWRewardWrapper` arguments
     :param eval_episodes: deterministic evaluation episodes on the target's true reward
     :param seed: random seed of every stage

@@ -306,8 +306,9 @@ def train_target(
     :param config: the run's settings (``target_env``, ``target_steps``, ``label_mode``, ``init_from_source``,
         ``dreamer_kwargs``, ``wrapper_kwargs``, ``eval_episodes``, ``seed``)
     :param out: output folder (holds the source model and the reference unless their paths are given)
-    :param algo: ``"dreamer"`` (from the source model's weights with ``config.init_from_source``, else from scratch with
-        ``config.dreamer_kwargs``) or ``"sac"`` (SB3's SAC from scratch with ``algo_kwargs``)
+    :param algo: ``"dreamer"`` (with ``config.dreamer_kwargs``: from the source model's weights with
+        ``config.init_from_source``, its saved settings overridden by ``dreamer_kwargs``, else from scratch) or ``"sac"``
+        (SB3's SAC from scratch with ``algo_kwargs``)
     :param reward: ``"dtw"`` (the learned alignment reward) or ``"oracle"`` (the target's true reward)
     :param algo_kwargs: SAC's constructor arguments (``algo="sac"`` only)
     :param learning_starts: Dreamer's random warm-up steps on the target, overriding the source model's or
@@ -368,12 +369,13 @@ def train_target(
     overrides = {} if learning_starts is None else dict(learning_starts=learning_starts)
     if model is None and algo == "sac":
         model = _sac(env, seed, dict(algo_kwargs or {}))
-    elif model is None and config.init_from_source:
-        model = Dreamer.load(source, env=env, seed=seed, **overrides)
     elif model is None:
         kwargs = {**config.dreamer_kwargs, **overrides}
         try:
-            model = Dreamer("MlpPolicy", env, seed=seed, **kwargs)
+            if config.init_from_source:  # the source's weights, with the run's settings on top (SB3's load overrides)
+                model = Dreamer.load(source, env=env, seed=seed, **kwargs)
+            else:
+                model = Dreamer("MlpPolicy", env, seed=seed, **kwargs)
         except (TypeError, ValueError) as error:
             raise UsageError(f"--dreamer-kwargs: cannot build Dreamer on {config.target_env} with {kwargs}: {error}") from None
     # A model loaded from the source carries the source's step count: it restarts at 0 unless this run is resumed.
