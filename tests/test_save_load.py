@@ -91,6 +91,20 @@ def test_get_set_parameters_and_custom_objects(tmp_path, pendulum) -> None:
     assert loaded.learning_rate == 0.0
 
 
+def test_load_overrides_settings_as_the_constructor_would(tmp_path, pendulum) -> None:
+    Dreamer("MlpPolicy", pendulum, seed=0, **tiny()).save(tmp_path / "m.zip")
+    fresh = Dreamer("MlpPolicy", pendulum, seed=0, **tiny(dyn_scale=0.7, rep_scale=0.2, train_ratio=64.0, actor_entropy=0.01))
+    loaded = Dreamer.load(tmp_path / "m.zip", env=pendulum, dyn_scale=0.7, rep_scale=0.2, train_ratio=64.0, actor_entropy=0.01)
+    for model in (fresh, loaded):  # settings the constructor derives (loss scales, training schedule) are derived on load
+        assert model.loss_scales == {"rec": 1.0, "rew": 1.0, "cont": 1.0, "dyn": 0.7, "rep": 0.2}
+        assert (model.train_ratio, model.train_freq.frequency, model.gradient_steps, model.actor_entropy) == (
+            64.0,
+            1,
+            -1,
+            0.01,
+        )
+
+
 def test_set_env(pendulum) -> None:
     model = Dreamer("MlpPolicy", pendulum, **tiny())
     model.learn(20)

@@ -534,12 +534,19 @@ class Dreamer(OffPolicyAlgorithm):
         :param custom_objects: values that replace saved ones (e.g. schedules that cannot be unpickled)
         :param print_system_info: print the saved and current system info
         :param force_reset: reset the environment before the next ``learn``
+        :param kwargs: settings that replace saved ones, as in SB3 (rl-zoo's ``--trained-agent`` passes its
+            hyperparameters here); ``train_ratio``, ``dyn_scale`` and ``rep_scale`` become what ``__init__`` makes of them
         :return: the model
         """
+        scales = {key[:3]: kwargs.pop(key) for key in ("dyn_scale", "rep_scale") if key in kwargs}
+        if kwargs.get("train_ratio") is not None:
+            kwargs.update(train_freq=1, gradient_steps=-1)  # as in __init__
         try:
-            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except (AssertionError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
             raise ValueError(f"Could not load a Dreamer model from {path!r}: {type(error).__name__}: {error}") from error
+        model.loss_scales.update(scales)
+        return model
 
     def _excluded_save_params(self) -> list[str]:
         return [
