@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 import pybullet_envs_gymnasium  # noqa: F401  (registers HopperBulletEnv-v0)
 import torch as th
+from common import package_versions
 
 from sb3_dreamer.alignment import DTWRewardWrapper, align, record_trajectories, reference_statistics
 from sb3_dreamer.alignment import rewarder as rewarder_module
@@ -208,13 +209,7 @@ def main() -> None:
             "worker_cpu_per_raw_step": worker_seconds / raw_total,
             "refits_applied_end_to_end": background_refits,
         },
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": th.__version__,
-            "torch_threads": th.get_num_threads(),
-            "dtaidistance": __import__("dtaidistance").__version__,
-        },
+        "versions": {**package_versions(), "torch_threads": th.get_num_threads()},
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "load": os.getloadavg()},
     }
     rows = [

@@ -146,6 +146,7 @@ def run_source(
     (``sb3_dreamer.transfer.train_source``)."""
     from sb3_dreamer.transfer import train_source
 
+    commit = code_commit()  # the code this process imported (a commit made while it runs does not count)
     spec = pair_spec(pair, quick)
     fields: dict[str, Any] = {}
     if "source_from" in spec and not quick:  # --quick trains its own tiny source
@@ -176,7 +177,7 @@ def run_source(
         source_zero_shot=stage.source_zero_shot,
         seconds=stage.seconds,  # includes the time before a resume
         resumed=stage.resumed,
-        commit=code_commit(),
+        commit=commit,
         versions=package_versions(),
     )
     (out / f"source_{seed}.json").write_text(json.dumps(result, indent=1))
