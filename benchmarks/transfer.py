@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -354,7 +355,7 @@ def _score_table(
     lines += ["", f"Source's own final return on the source env: {source_finals}."]
     control = "dreamer_reference_only"
     by_name = dict(rows)
-    if control in by_name and "source_zero_shot" in ratios:
+    if control in by_name and math.isfinite(ratios.get("source_zero_shot", math.nan)):  # nan until the oracle ran
         zero_shot = ratios["source_zero_shot"]
         fits = zero_shot <= 0.5
         lines.append(
@@ -371,7 +372,7 @@ def _score_table(
             )
         for name in (name for name, _ in rows if name.startswith("dreamer_dtw_")):
             common = sorted(set(by_name[name]) & set(by_name[control]))  # the same seeds on both sides
-            if not common:
+            if len(common) < 2:  # no seed spread to compare the margin with
                 continue
             ours, theirs = (np.array([by_name[key][seed] for seed in common]) for key in (name, control))
             margin, spread = float(ours.mean() - theirs.mean()), float(max(ours.std(), theirs.std()))

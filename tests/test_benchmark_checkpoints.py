@@ -191,6 +191,14 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
         "dreamer_dtw_source_reward": (100.0, 200.0),
         "dreamer_reference_only": (10.0, 20.0),
     }
+    # While a table runs: no goal line before an oracle exists, no margin from one seed (it has no spread).
+    source = dict(seed=0, curve=curve(50.0), random=[0.0, 1.0], source_zero_shot=[0.0, 1.0])
+    (tmp_path / "source_0.json").write_text(json.dumps(source))
+    for variant in ("dreamer_dtw_source_reward", "dreamer_reference_only", "dreamer_oracle"):
+        assert "Goal (issue 19)" not in transfer.summarise("toy", tmp_path)  # the oracle comes last
+        (tmp_path / f"{variant}_0.json").write_text(json.dumps(dict(variant=variant, seed=0, curve=curve(100.0))))
+    table = transfer.summarise("toy", tmp_path)
+    assert "Goal (issue 19)" in table and "minus the reference-only control" not in table
     for seed in (0, 1):
         source = dict(seed=seed, curve=curve(50.0), random=[0.0, 1.0], source_zero_shot=[float(seed * 40), 1.0])
         (tmp_path / f"source_{seed}.json").write_text(json.dumps(source))
