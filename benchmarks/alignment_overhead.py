@@ -9,8 +9,8 @@ Setup (fixed here, printed and written to the JSON):
   Overhead = (wrapped time - raw time) / raw time, in wall time and in process CPU time (less sensitive to other
   processes' load), over all measured episodes, for ``background=True`` also as the median of the per-episode ratios
   of each interleaved (raw, wrapped) pair (less sensitive to a one-off stall; not for the in-process wrapper, whose
-  refits fall in some episodes only), and separately the sum of the wrapper's own
-  components (per-step predict, episode-end alignment + labelling, refit) / raw time.
+  refits fall in some episodes only), and separately the sum of the wrapper's own components (per-step predict,
+  episode-end alignment + labelling, refit) / raw time.
 - Alignment time of one 1000 x 1000 pair (15 dims) with and without the default Sakoe-Chiba window.
 - End to end is measured without timing hooks; the components come from a second pass over the same episodes with
   hooks (the in-process wrapper's predict, episode end, alignment and refit calls).

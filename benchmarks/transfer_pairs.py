@@ -71,7 +71,8 @@ PAIRS: dict[str, dict[str, Any]] = {
         # 2026-12-07 (second session): rl-zoo's tuned discount for HopperBulletEnv-v0 (SAC, TD3 and TQC: 0.98) instead
         # of DreamerV3's 0.997. The alive bonus (+1 per upright step) makes a fall cost ~1 / (1 - gamma) in return: 333
         # at 0.997 against 50 at 0.98, so standing is a strong attractor at DreamerV3's discount. With it both sources
-        # of the rerun hop at 50k (1.40 and 0.92 m/s forward, returns ~1940 / ~1450; seed 1 stood at 25k-30k first).
+        # of the rerun hop at 50k (1.40 and 0.92 m/s forward, returns ~1940 / ~1450; seed 1 stood at 25k-30k first), and
+        # all three sources of the controls table hop at 60k (1.36 / 1.35 / 1.40 m/s in their reference episodes).
         # Source-side settings, chosen on the source's own behaviour (no target reward read).
         dreamer=dict(
             DREAMER_CPU,
