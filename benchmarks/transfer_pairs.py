@@ -113,6 +113,13 @@ PAIRS["pendulum_repeat1"] = dict(
 PAIRS["pendulum_repeat_mass"] = dict(
     PAIRS["pendulum_repeat"], target="sb3_dreamer/PendulumRepeat2Target-v0", source_from="pendulum_repeat"
 )
+# Issue 19's goal needs a pair on which the source fails zero-shot (<= 0.5 of the oracle). Chosen on zero-shot returns
+# only (2026-12-07, the three pendulum_repeat sources, 5 seeded episodes each, before any target run): the combined gap
+# with mass 1.5 scored -878 / -496 / -462 (random -1179); mass 2.0 and length 1.3 at repeat 2 scored -1008 / -605 / -596
+# (random -1115), the lowest of six candidates (repeat 1 or 2; mass 1.5-2.0, length 1.3-1.5, max_torque 1.2).
+PAIRS["pendulum_repeat_heavy"] = dict(
+    PAIRS["pendulum_repeat"], target="sb3_dreamer/PendulumRepeat2Heavy-v0", source_from="pendulum_repeat"
+)
 #: The evaluation env of a run's learning curve is seeded with ``common.EVAL_SEED + seed``; runs made at 62b58bb or
 #: earlier (their JSON's ``commit``) evaluated on an unseeded env.
 #: Controls of the DTW reward (issue 19, item 2), run like the DTW variants: variant -> (label mode, extra

@@ -12,16 +12,17 @@ import sb3_dreamer.envs
 from sb3_dreamer.envs import ENV_SPECS, REPEAT_SPECS, ActionRepeat, RewardFree, make_repeat_env, register_envs
 from tests.conftest import SUBPROCESS_TIMEOUT
 
-CLASSIC = ["PendulumSource-v0", "PendulumTarget-v0", "CartPoleSource-v0", "CartPoleTarget-v0"]
+CLASSIC = ["PendulumSource-v0", "PendulumTarget-v0", "PendulumHeavy-v0", "CartPoleSource-v0", "CartPoleTarget-v0"]
 BULLET = ["HopperSource-v0", "HopperTarget-v0", "HalfCheetahSource-v0", "HalfCheetahTarget-v0"]
-# Time-warp pairs: <Body>Repeat<k>-v0 on <Body>Source-v0, <Body>Repeat2Target-v0 on <Body>Target-v0.
+# Time-warp pairs: <Body>Repeat<k>-v0 on <Body>Source-v0, <Body>Repeat2<Gap>-v0 on <Body><Gap>-v0.
 REPEAT = [f"{body}Repeat{k}-v0" for body in ("Pendulum", "Hopper", "HalfCheetah") for k in ("4", "2", "1", "2Target")]
+REPEAT.append("PendulumRepeat2Heavy-v0")
 
 
 def repeat_and_base(name: str) -> tuple[int, str]:
     """Action repeat and base name of a time-warp id, from the id itself (not from REPEAT_SPECS)."""
     body, _, rest = name.partition("Repeat")
-    return int(rest[0]), f"{body}{'Target' if 'Target' in rest else 'Source'}-v0"
+    return int(rest[0]), f"{body}{rest[1:].removesuffix('-v0') or 'Source'}-v0"
 
 
 def test_register_envs_is_idempotent() -> None:

@@ -19,6 +19,8 @@ MINATAR_NAMESPACE = "MinAtar"
 ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
     "PendulumSource-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {}, 200),
     "PendulumTarget-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {"mass": 1.5, "length": 1.3}, 200),
+    # A larger physical gap (mass 2.0), the base of the time-warp pair whose source fails zero-shot (issue 19's goal).
+    "PendulumHeavy-v0": ("sb3_dreamer.envs.classic:PendulumGapEnv", {"mass": 2.0, "length": 1.3}, 200),
     "CartPoleSource-v0": ("sb3_dreamer.envs.classic:CartPoleGapEnv", {}, 500),
     "CartPoleTarget-v0": (
         "sb3_dreamer.envs.classic:CartPoleGapEnv",
@@ -35,13 +37,15 @@ ENV_SPECS: dict[str, tuple[str, dict[str, float], int]] = {
 #: Time-warp pairs: id -> (base name in :data:`ENV_SPECS`, action repeat), made by :func:`make_repeat_env`. Telepath's
 #: dynamics gap is temporal (source action repeat 4, target 2; https://github.com/TroddenSpade/Telepath), the 2:1 warp
 #: that DTW aligns. ``...Repeat2Target`` combines it with the physical gap of the base ``...Target-v0`` (its kwargs are
-#: read from :data:`ENV_SPECS`). The base's time limit (in base steps) applies inside the repeat, so every member of a
-#: pair covers the same physical time: base limit / repeat agent steps per episode.
+#: read from :data:`ENV_SPECS`), ``PendulumRepeat2Heavy`` with the larger one of ``PendulumHeavy-v0``. The base's time
+#: limit (in base steps) applies inside the repeat, so every member of a pair covers the same physical time: base limit /
+#: repeat agent steps per episode.
 REPEAT_SPECS: dict[str, tuple[str, int]] = {
     "PendulumRepeat4-v0": ("PendulumSource-v0", 4),
     "PendulumRepeat2-v0": ("PendulumSource-v0", 2),
     "PendulumRepeat1-v0": ("PendulumSource-v0", 1),
     "PendulumRepeat2Target-v0": ("PendulumTarget-v0", 2),
+    "PendulumRepeat2Heavy-v0": ("PendulumHeavy-v0", 2),
     "HopperRepeat4-v0": ("HopperSource-v0", 4),
     "HopperRepeat2-v0": ("HopperSource-v0", 2),
     "HopperRepeat1-v0": ("HopperSource-v0", 1),
