@@ -105,6 +105,25 @@ def test_load_overrides_settings_as_the_constructor_would(tmp_path, pendulum) ->
         )
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (dict(real_data_ratio=1.5), "real_data_ratio must lie in"),
+        (dict(actor_grad="backprop"), "actor_grad must be"),
+        (dict(batch_length=1), "batch_length must be >= 2"),
+    ],
+)
+def test_load_rejects_the_settings_the_constructor_rejects(tmp_path, pendulum, setting, message) -> None:
+    Dreamer("MlpPolicy", pendulum, seed=0, **tiny()).save(tmp_path / "m.zip")
+    for build in (
+        lambda: Dreamer("MlpPolicy", pendulum, **tiny(**setting)),
+        lambda: Dreamer.load(tmp_path / "m.zip", **setting),
+    ):
+        with pytest.raises(ValueError, match=message):
+            build()
+    assert Dreamer.load(tmp_path / "m.zip").real_data_ratio == tiny().get("real_data_ratio", 0.0)  # the file is intact
+
+
 def test_set_env(pendulum) -> None:
     model = Dreamer("MlpPolicy", pendulum, **tiny())
     model.learn(20)

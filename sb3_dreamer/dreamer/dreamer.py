@@ -214,16 +214,6 @@ class Dreamer(OffPolicyAlgorithm):
             sde_support=False,
             supported_action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete),
         )
-        if actor_grad not in ("auto", "reinforce", "dynamics"):
-            raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {actor_grad!r}")
-        if replay_value_scale < 0.0:
-            raise ValueError(f"replay_value_scale must be >= 0, got {replay_value_scale}")
-        if not 0.0 <= real_data_ratio <= 1.0:
-            raise ValueError(f"real_data_ratio must lie in [0, 1], got {real_data_ratio}")
-        if world_model_warmup < 0:
-            raise ValueError(f"world_model_warmup must be >= 0, got {world_model_warmup}")
-        if batch_length < 2 or batch_size < 1 or imagination_horizon < 1:
-            raise ValueError("batch_length must be >= 2, batch_size >= 1 and imagination_horizon >= 1")
         self.actor_learning_rate = actor_learning_rate
         self.critic_learning_rate = critic_learning_rate
         self.batch_length = batch_length
@@ -255,7 +245,21 @@ class Dreamer(OffPolicyAlgorithm):
 
     # Setup -------------------------------------------------------------------------------------------------------------
 
+    def _check_settings(self) -> None:
+        """Reject impossible settings; run by ``_setup_model``, so settings replaced by :meth:`load`'s kwargs too."""
+        if self.actor_grad not in ("auto", "reinforce", "dynamics"):
+            raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {self.actor_grad!r}")
+        if self.replay_value_scale < 0.0:
+            raise ValueError(f"replay_value_scale must be >= 0, got {self.replay_value_scale}")
+        if not 0.0 <= self.real_data_ratio <= 1.0:
+            raise ValueError(f"real_data_ratio must lie in [0, 1], got {self.real_data_ratio}")
+        if self.world_model_warmup < 0:
+            raise ValueError(f"world_model_warmup must be >= 0, got {self.world_model_warmup}")
+        if self.batch_length < 2 or self.batch_size < 1 or self.imagination_horizon < 1:
+            raise ValueError("batch_length must be >= 2, batch_size >= 1 and imagination_horizon >= 1")
+
     def _setup_model(self) -> None:
+        self._check_settings()
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         _check_observation_space(self.observation_space)
