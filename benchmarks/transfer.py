@@ -11,6 +11,7 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
   the reward model learns from the reference alone (pre-fit and reference anchor, no DTW labels: ``dtw_labels=False``),
   or from the DTW labels without the reference anchor (``anchor_reference=False``);
 - ``dreamer_oracle``: the same, trained on the target's true reward (the upper reference, score 1);
+- ``dreamer_oracle_scratch``: Dreamer from scratch on the target's true reward (same budget, the constructor's warm-up);
 - ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
   algorithm-agnostic; SAC cannot start from a Dreamer);
 - ``dreamer_dtw_source_reward_relabel`` / ``sac_dtw_source_reward_relabel``: the same DTW reward, with the rewards
@@ -47,7 +48,7 @@ from typing import Any
 
 import numpy as np
 from common import EVAL_SEED, code_commit, jsonable, package_versions
-from transfer_pairs import DTW_CONTROLS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, VARIANTS
+from transfer_pairs import DTW_CONTROLS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, SCRATCH_ORACLE, VARIANTS
 
 #: Default ``--out`` parent: one folder per pair.
 RESULTS = Path(__file__).parent / "results" / "transfer"
@@ -84,7 +85,7 @@ def _config(spec: dict[str, Any], seed: int, references: int, eval_episodes: int
         source_steps=spec["source_steps"],
         target_steps=spec["target_steps"],
         n_reference_episodes=references,
-        init_from_source=True,
+        init_from_source=fields.pop("init_from_source", True),
         dreamer_kwargs=dict(spec["dreamer"]),
         eval_episodes=eval_episodes,
         seed=seed,
@@ -130,12 +131,12 @@ def needs_run(out: Path, variant: str, seed: int, variants: list[str]) -> bool:
 
     The source models are git-ignored, so a checkout on another machine has the source JSONs only; the source stage then
     runs again and rebuilds the model (for ``pendulum_repeat`` seeds 0, 1 and 2 it reproduced the saved curve,
-    references and zero-shot bit for bit: same seed, one torch thread). SAC runs start from scratch and need only the
-    reference file.
+    references and zero-shot bit for bit: same seed, one torch thread). SAC runs and ``dreamer_oracle_scratch`` start from
+    scratch and need only the reference file.
     """
     if not (out / f"{variant}_{seed}.json").exists():
         return True
-    dreamers = (target for target in variants if target.startswith("dreamer_"))
+    dreamers = (target for target in variants if target.startswith("dreamer_") and target != SCRATCH_ORACLE)
     targets_left = any(not (out / f"{target}_{seed}.json").exists() for target in dreamers)
     return variant == "source" and targets_left and not (out / f"source_{seed}.zip").exists()
 
@@ -199,6 +200,7 @@ def run_target(
     setting = _reward_setting(variant)
     label_mode, extra = setting if setting is not None else ("source_reward", {})
     algo = "dreamer" if variant.startswith("dreamer_") else "sac"
+    fine_tune = algo == "dreamer" and variant != SCRATCH_ORACLE
     config = _config(
         spec,
         seed,
@@ -206,6 +208,7 @@ def run_target(
         eval_episodes,
         label_mode=label_mode,
         wrapper_kwargs={**spec["dtw_kwargs"], **extra},
+        init_from_source=fine_tune,
     )
     if algo == "sac":
         config.target_steps = spec["sac_steps"]
@@ -216,7 +219,7 @@ def run_target(
         reward="oracle" if setting is None else "dtw",
         algo_kwargs=zoo_hyperparams("sac", spec["sac_zoo_entry"])[0] if algo == "sac" else None,
         # Fine-tuning: fewer random warm-up steps than from scratch (the world model already knows similar dynamics).
-        learning_starts=spec["target_learning_starts"] if algo == "dreamer" else None,
+        learning_starts=spec["target_learning_starts"] if fine_tune else None,
         source_path=out / f"source_{seed}.zip",
         reference_path=out / f"reference_{seed}.npz",
         eval_freq=spec["eval_freq"],

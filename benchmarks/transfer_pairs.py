@@ -131,10 +131,14 @@ DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
 #: Fresh rewards (issue 19, item 4): the same DTW reward with the replay buffer relabelled after every refit
 #: (``train_target(relabel=True)``, :class:`sb3_dreamer.alignment.RelabelCallback`); compare with the variant without.
 RELABEL_SUFFIX = "_relabel"
+#: Dreamer from scratch on the target's true reward (not fine-tuned from the source; the constructor's warm-up): tells
+#: whether the same-budget ``dreamer_oracle`` lags because it starts from the source.
+SCRATCH_ORACLE = "dreamer_oracle_scratch"
 VARIANTS = (
     *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
     *DTW_CONTROLS,
     "dreamer_oracle",
+    SCRATCH_ORACLE,
     "sac_dtw_source_reward",
     "sac_oracle",
     "dreamer_dtw_source_reward" + RELABEL_SUFFIX,
