@@ -241,6 +241,33 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
     assert "Below 0.2 m/s, the source stands: seed 1; its scores say little about transfer." in table
 
 
+def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_source(tmp_path: Path, monkeypatch) -> None:
+    """``dreamer_oracle_scratch`` builds a fresh Dreamer with its own warm-up; ``dreamer_oracle`` fine-tunes the source."""
+    import sb3_dreamer.transfer
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
+    transfer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transfer)
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def train_target(config, out, **kwargs):  # records what run_target asks the library for
+        calls.append((config.init_from_source, kwargs["learning_starts"], kwargs["reward"]))
+        raise Stop
+
+    monkeypatch.setattr(sb3_dreamer.transfer, "train_target", train_target)
+    for variant in ("dreamer_oracle_scratch", "dreamer_oracle"):
+        with pytest.raises(Stop):
+            transfer.run_target("pendulum", variant, 0, tmp_path, 1, 100)
+    warm_up = transfer.PAIRS["pendulum"]["target_learning_starts"]
+    assert calls == [(False, None, "oracle"), (True, warm_up, "oracle")]
+    (tmp_path / "source_0.json").write_text("{}")
+    assert not transfer.needs_run(tmp_path, "source", 0, ["dreamer_oracle_scratch"])  # no source model needed
+
+
 def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(tmp_path: Path, monkeypatch) -> None:
     """``benchmarks/transfer.py`` on a checkout whose git-ignored ``source_<seed>.zip`` is missing (another machine)."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
