@@ -75,8 +75,11 @@ def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _config(spec: dict[str, Any], seed: int, references: int, eval_episodes: int, **fields: Any) -> Any:
-    """The library's ``TransferConfig`` of one run of the pair ``spec``."""
+def _config(
+    spec: dict[str, Any], seed: int, references: int, eval_episodes: int, init_from_source: bool = True, **fields: Any
+) -> Any:
+    """The library's ``TransferConfig`` of one run of the pair ``spec`` (a target Dreamer fine-tunes the source unless
+    ``init_from_source`` is False)."""
     from sb3_dreamer.transfer import TransferConfig
 
     return TransferConfig(
@@ -85,7 +88,7 @@ def _config(spec: dict[str, Any], seed: int, references: int, eval_episodes: int
         source_steps=spec["source_steps"],
         target_steps=spec["target_steps"],
         n_reference_episodes=references,
-        init_from_source=fields.pop("init_from_source", True),
+        init_from_source=init_from_source,
         dreamer_kwargs=dict(spec["dreamer"]),
         eval_episodes=eval_episodes,
         seed=seed,

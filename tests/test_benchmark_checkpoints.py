@@ -36,6 +36,16 @@ def common():
     return module
 
 
+@pytest.fixture
+def transfer(monkeypatch):
+    """``benchmarks/transfer.py`` as a module, its folder on ``sys.path`` as when it runs."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> str:
     def swing(obs: np.ndarray) -> np.ndarray:
@@ -173,15 +183,10 @@ def test_benchmark_scripts_import(script: Path, monkeypatch) -> None:
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
 
 
-def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp_path: Path, monkeypatch) -> None:
+def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(transfer, tmp_path: Path, monkeypatch) -> None:
     """``benchmarks/transfer.py``'s table: score = (mean R - mean random) / (mean oracle - mean random) over the seeds,
     per-seed scores beside it, and the goal line of issue 19 against the reference-only control."""
     import json
-
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
-    transfer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(transfer)
 
     def curve(value: float) -> list[dict[str, float]]:
         return [dict(step=1, mean=value - 50.0), dict(step=2, mean=value)]
@@ -241,14 +246,12 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tmp
     assert "Below 0.2 m/s, the source stands: seed 1; its scores say little about transfer." in table
 
 
-def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_source(tmp_path: Path, monkeypatch) -> None:
+def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_source(
+    transfer, tmp_path: Path, monkeypatch
+) -> None:
     """``dreamer_oracle_scratch`` builds a fresh Dreamer with its own warm-up; ``dreamer_oracle`` fine-tunes the source."""
     import sb3_dreamer.transfer
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
-    transfer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(transfer)
     calls = []
 
     class Stop(Exception):
@@ -268,12 +271,8 @@ def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_sou
     assert not transfer.needs_run(tmp_path, "source", 0, ["dreamer_oracle_scratch"])  # no source model needed
 
 
-def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(tmp_path: Path, monkeypatch) -> None:
+def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(transfer, tmp_path: Path) -> None:
     """``benchmarks/transfer.py`` on a checkout whose git-ignored ``source_<seed>.zip`` is missing (another machine)."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("benchmark_transfer", ROOT / "benchmarks" / "transfer.py")
-    transfer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(transfer)
     variants = ["dreamer_oracle", "dreamer_reference_only"]
     assert transfer.needs_run(tmp_path, "source", 0, variants)  # nothing yet
     (tmp_path / "source_0.json").write_text("{}")
