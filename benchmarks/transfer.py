@@ -12,6 +12,7 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
   or from the DTW labels without the reference anchor (``anchor_reference=False``);
 - ``dreamer_oracle``: the same, trained on the target's true reward (the upper reference, score 1);
 - ``dreamer_oracle_scratch``: Dreamer from scratch on the target's true reward (same budget, the constructor's warm-up);
+  ``dreamer_dtw_source_reward_scratch`` / ``dreamer_reference_only_scratch``: the DTW reward and its control, from scratch;
 - ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
   algorithm-agnostic; SAC cannot start from a Dreamer);
 - ``dreamer_dtw_source_reward_relabel`` / ``sac_dtw_source_reward_relabel``: the same DTW reward, with the rewards
@@ -48,7 +49,7 @@ from typing import Any
 
 import numpy as np
 from common import EVAL_SEED, code_commit, jsonable, package_versions
-from transfer_pairs import DTW_CONTROLS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, SCRATCH_ORACLE, VARIANTS
+from transfer_pairs import DTW_CONTROLS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, SCRATCH_SUFFIX, VARIANTS
 
 #: Default ``--out`` parent: one folder per pair.
 RESULTS = Path(__file__).parent / "results" / "transfer"
@@ -67,7 +68,7 @@ def pair_spec(pair: str, quick: bool = False) -> dict[str, Any]:
 
 def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
     """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
-    variant = variant.removesuffix(RELABEL_SUFFIX)
+    variant = variant.removesuffix(RELABEL_SUFFIX).removesuffix(SCRATCH_SUFFIX)
     if variant in DTW_CONTROLS:
         return DTW_CONTROLS[variant]
     if "_dtw_" in variant:
@@ -135,11 +136,11 @@ def needs_run(out: Path, variant: str, seed: int, variants: list[str]) -> bool:
     The source models are git-ignored, so a checkout on another machine has the source JSONs only; the source stage then
     runs again and rebuilds the model (for ``pendulum_repeat`` seeds 0, 1 and 2 it reproduced the saved curve,
     references and zero-shot bit for bit: same seed, one torch thread). SAC runs and ``dreamer_oracle_scratch`` start from
-    scratch and need only the reference file.
+    scratch (and the ``*_scratch`` Dreamer variants) need only the reference file.
     """
     if not (out / f"{variant}_{seed}.json").exists():
         return True
-    dreamers = (target for target in variants if target.startswith("dreamer_") and target != SCRATCH_ORACLE)
+    dreamers = (target for target in variants if target.startswith("dreamer_") and not target.endswith(SCRATCH_SUFFIX))
     targets_left = any(not (out / f"{target}_{seed}.json").exists() for target in dreamers)
     return variant == "source" and targets_left and not (out / f"source_{seed}.zip").exists()
 
@@ -203,7 +204,7 @@ def run_target(
     setting = _reward_setting(variant)
     label_mode, extra = setting if setting is not None else ("source_reward", {})
     algo = "dreamer" if variant.startswith("dreamer_") else "sac"
-    fine_tune = algo == "dreamer" and variant != SCRATCH_ORACLE
+    fine_tune = algo == "dreamer" and not variant.endswith(SCRATCH_SUFFIX)
     config = _config(
         spec,
         seed,
@@ -359,7 +360,7 @@ def _score_table(
         f"seed {s}: {run['curve'][-1]['mean']:.0f}" for s, run in sorted(sources.items()) if run["curve"]
     )
     lines += ["", f"Source's own final return on the source env: {source_finals}."]
-    control = "dreamer_reference_only"
+    control = "dreamer_reference_only"  # with the suffix ``_scratch`` for the DTW variants from scratch
     by_name = dict(rows)
     if control in by_name and math.isfinite(ratios.get("source_zero_shot", math.nan)):  # nan until the oracle ran
         zero_shot = ratios["source_zero_shot"]
@@ -377,15 +378,16 @@ def _score_table(
                 f"{_ratio_of_means(by_name['source_zero_shot'], sac, random):.2f}."
             )
         for name in (name for name, _ in rows if name.startswith("dreamer_dtw_")):
-            common = sorted(set(by_name[name]) & set(by_name[control]))  # the same seeds on both sides
+            matched = control + SCRATCH_SUFFIX if name.endswith(SCRATCH_SUFFIX) else control
+            common = sorted(set(by_name[name]) & set(by_name.get(matched, {})))  # the same seeds on both sides
             if len(common) < 2:  # no seed spread to compare the margin with
                 continue
-            ours, theirs = (np.array([by_name[key][seed] for seed in common]) for key in (name, control))
+            ours, theirs = (np.array([by_name[key][seed] for seed in common]) for key in (name, matched))
             margin, spread = float(ours.mean() - theirs.mean()), float(max(ours.std(), theirs.std()))
             against_sac = f", {_ratio_of_means(by_name[name], sac, random):.2f} of sac_oracle" if sac else ""
             lines.append(
                 f"- {name}: {ratios[name]:.2f} of the oracle ({'≥' if ratios[name] >= 0.8 else '<'} 0.8){against_sac}; "
-                f"minus the reference-only control: {margin:+.1f} vs seed spread (larger std) {spread:.1f}: "
+                f"minus {matched}: {margin:+.1f} vs seed spread (larger std) {spread:.1f}: "
                 f"{'beats it' if margin > spread else 'does not beat it by more than the spread'}."
             )
     return lines, summary

@@ -131,14 +131,19 @@ DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
 #: Fresh rewards (issue 19, item 4): the same DTW reward with the replay buffer relabelled after every refit
 #: (``train_target(relabel=True)``, :class:`sb3_dreamer.alignment.RelabelCallback`); compare with the variant without.
 RELABEL_SUFFIX = "_relabel"
-#: Dreamer from scratch on the target's true reward (not fine-tuned from the source; the constructor's warm-up): tells
-#: whether the same-budget ``dreamer_oracle`` lags because it starts from the source.
-SCRATCH_ORACLE = "dreamer_oracle_scratch"
+#: A Dreamer variant with this suffix starts from scratch (not fine-tuned from the source; the constructor's warm-up).
+#: ``dreamer_oracle_scratch`` tells whether the same-budget ``dreamer_oracle`` lags because it starts from the source;
+#: the DTW reward and its reference-only control from scratch tell whether the learned reward does better without
+#: the fine-tuning's slowness (issue 19).
+SCRATCH_SUFFIX = "_scratch"
+SCRATCH_ORACLE = "dreamer_oracle" + SCRATCH_SUFFIX
 VARIANTS = (
     *(f"dreamer_dtw_{mode}" for mode in LABEL_MODES),
     *DTW_CONTROLS,
     "dreamer_oracle",
     SCRATCH_ORACLE,
+    "dreamer_dtw_source_reward" + SCRATCH_SUFFIX,
+    "dreamer_reference_only" + SCRATCH_SUFFIX,
     "sac_dtw_source_reward",
     "sac_oracle",
     "dreamer_dtw_source_reward" + RELABEL_SUFFIX,

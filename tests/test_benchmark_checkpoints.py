@@ -203,7 +203,7 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tra
         assert "Goal (issue 19)" not in transfer.summarise("toy", tmp_path)  # the oracle comes last
         (tmp_path / f"{variant}_0.json").write_text(json.dumps(dict(variant=variant, seed=0, curve=curve(100.0))))
     table = transfer.summarise("toy", tmp_path)
-    assert "Goal (issue 19)" in table and "minus the reference-only control" not in table
+    assert "Goal (issue 19)" in table and "minus dreamer_reference_only" not in table
     for seed in (0, 1):
         source = dict(seed=seed, curve=curve(50.0), random=[0.0, 1.0], source_zero_shot=[float(seed * 40), 1.0])
         (tmp_path / f"source_{seed}.json").write_text(json.dumps(source))
@@ -218,7 +218,7 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tra
     row = next(line for line in table.splitlines() if line.startswith("| dreamer_dtw_source_reward |"))
     assert "| 0.75 (seeds 0, 1 only) | 1.00, 0.67 |" in row  # ratio of means 150 / 200, not the mean of per-seed ratios (0.83)
     assert "zero-shot 0.10 of the oracle (≤ 0.5: a pair of the goal)" in table
-    assert "dreamer_dtw_source_reward: 0.75 of the oracle (< 0.8); minus the reference-only control: +135.0" in table
+    assert "dreamer_dtw_source_reward: 0.75 of the oracle (< 0.8); minus dreamer_reference_only: +135.0" in table
     assert "vs seed spread (larger std) 50.0: beats it." in table
     summary = json.loads((tmp_path / "summary.json").read_text())
     dtw = next(row for row in summary["last_1"] if row["variant"] == "dreamer_dtw_source_reward")
@@ -244,12 +244,22 @@ def test_transfer_table_normalises_by_the_ratio_of_means_and_checks_the_goal(tra
     table = transfer.summarise("toy", tmp_path)
     assert "Source speed in its reference episodes (obs[1] / 0.5): seed 0: 1.00 m/s, seed 1: 0.05 m/s." in table
     assert "Below 0.2 m/s, the source stands: seed 1; its scores say little about transfer." in table
+    # A DTW variant from scratch is compared with the control from scratch (and not listed without it).
+    for seed, value in ((0, 60.0), (1, 80.0)):
+        run = dict(variant="dreamer_dtw_source_reward_scratch", seed=seed, curve=curve(value))
+        (tmp_path / f"dreamer_dtw_source_reward_scratch_{seed}.json").write_text(json.dumps(run))
+    assert "dreamer_dtw_source_reward_scratch: " not in transfer.summarise("toy", tmp_path)
+    for seed, value in ((0, 70.0), (1, 130.0)):
+        run = dict(variant="dreamer_reference_only_scratch", seed=seed, curve=curve(value))
+        (tmp_path / f"dreamer_reference_only_scratch_{seed}.json").write_text(json.dumps(run))
+    table = transfer.summarise("toy", tmp_path)
+    assert "minus dreamer_reference_only_scratch: -30.0 vs seed spread (larger std) 30.0: does not beat" in table
 
 
 def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_source(
     transfer, tmp_path: Path, monkeypatch
 ) -> None:
-    """``dreamer_oracle_scratch`` builds a fresh Dreamer with its own warm-up; ``dreamer_oracle`` fine-tunes the source."""
+    """``*_scratch`` variants build a fresh Dreamer with its own warm-up; ``dreamer_oracle`` fine-tunes the source."""
     import sb3_dreamer.transfer
 
     calls = []
@@ -262,13 +272,17 @@ def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_sou
         raise Stop
 
     monkeypatch.setattr(sb3_dreamer.transfer, "train_target", train_target)
-    for variant in ("dreamer_oracle_scratch", "dreamer_oracle"):
+    variants = ("dreamer_oracle_scratch", "dreamer_oracle", "dreamer_dtw_source_reward_scratch")
+    for variant in variants:
         with pytest.raises(Stop):
             transfer.run_target("pendulum", variant, 0, tmp_path, 1, 100)
     warm_up = transfer.PAIRS["pendulum"]["target_learning_starts"]
-    assert calls == [(False, None, "oracle"), (True, warm_up, "oracle")]
+    assert calls == [(False, None, "oracle"), (True, warm_up, "oracle"), (False, None, "dtw")]
+    assert transfer._reward_setting("dreamer_reference_only_scratch") == transfer.DTW_CONTROLS["dreamer_reference_only"]
     (tmp_path / "source_0.json").write_text("{}")
-    assert not transfer.needs_run(tmp_path, "source", 0, ["dreamer_oracle_scratch"])  # no source model needed
+    scratch = ["dreamer_oracle_scratch", "dreamer_reference_only_scratch"]
+    assert not transfer.needs_run(tmp_path, "source", 0, scratch)  # no source model needed
+    assert transfer.needs_run(tmp_path, "source", 0, ["dreamer_reference_only"])
 
 
 def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_need_it(transfer, tmp_path: Path) -> None:
