@@ -13,6 +13,7 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 - ``dreamer_oracle``: the same, trained on the target's true reward (the upper reference, score 1);
 - ``dreamer_oracle_scratch``: Dreamer from scratch on the target's true reward (same budget, the constructor's warm-up);
   ``dreamer_dtw_source_reward_scratch`` / ``dreamer_reference_only_scratch``: the DTW reward and its control, from scratch;
+  ``*_refit500_scratch``: the same with a refit every 500 new labelled steps (``DTW_SETTINGS``);
 - ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
   algorithm-agnostic; SAC cannot start from a Dreamer);
 - ``dreamer_dtw_source_reward_relabel`` / ``sac_dtw_source_reward_relabel``: the same DTW reward, with the rewards
@@ -49,7 +50,7 @@ from typing import Any
 
 import numpy as np
 from common import EVAL_SEED, code_commit, jsonable, package_versions
-from transfer_pairs import DTW_CONTROLS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, SCRATCH_SUFFIX, VARIANTS
+from transfer_pairs import DTW_CONTROLS, DTW_SETTINGS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, SCRATCH_SUFFIX, VARIANTS
 
 #: Default ``--out`` parent: one folder per pair.
 RESULTS = Path(__file__).parent / "results" / "transfer"
@@ -69,11 +70,24 @@ def pair_spec(pair: str, quick: bool = False) -> dict[str, Any]:
 def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
     """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
     variant = variant.removesuffix(RELABEL_SUFFIX).removesuffix(SCRATCH_SUFFIX)
+    settings: dict[str, Any] = {}
+    for suffix, extra in DTW_SETTINGS.items():
+        if variant.endswith(suffix):
+            variant, settings = variant.removesuffix(suffix), extra
     if variant in DTW_CONTROLS:
-        return DTW_CONTROLS[variant]
+        mode, extra = DTW_CONTROLS[variant]
+        return mode, {**extra, **settings}
     if "_dtw_" in variant:
-        return variant.split("_dtw_")[1], {}
+        return variant.split("_dtw_")[1], settings
     return None
+
+
+def _control_of(variant: str) -> str:
+    """The reference-only control run like a DTW ``variant``: the same ``DTW_SETTINGS`` part and ``_scratch``."""
+    tail = SCRATCH_SUFFIX if variant.endswith(SCRATCH_SUFFIX) else ""
+    stem = variant.removesuffix(tail)
+    tail = next((suffix for suffix in DTW_SETTINGS if stem.endswith(suffix)), "") + tail
+    return "dreamer_reference_only" + tail
 
 
 def _config(
@@ -360,7 +374,7 @@ def _score_table(
         f"seed {s}: {run['curve'][-1]['mean']:.0f}" for s, run in sorted(sources.items()) if run["curve"]
     )
     lines += ["", f"Source's own final return on the source env: {source_finals}."]
-    control = "dreamer_reference_only"  # with the suffix ``_scratch`` for the DTW variants from scratch
+    control = "dreamer_reference_only"  # and its variants (``_control_of``)
     by_name = dict(rows)
     if control in by_name and math.isfinite(ratios.get("source_zero_shot", math.nan)):  # nan until the oracle ran
         zero_shot = ratios["source_zero_shot"]
@@ -378,7 +392,7 @@ def _score_table(
                 f"{_ratio_of_means(by_name['source_zero_shot'], sac, random):.2f}."
             )
         for name in (name for name, _ in rows if name.startswith("dreamer_dtw_")):
-            matched = control + SCRATCH_SUFFIX if name.endswith(SCRATCH_SUFFIX) else control
+            matched = _control_of(name)
             common = sorted(set(by_name[name]) & set(by_name.get(matched, {})))  # the same seeds on both sides
             if len(common) < 2:  # no seed spread to compare the margin with
                 continue
