@@ -14,8 +14,9 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
 - ``dreamer_oracle_scratch``: Dreamer from scratch on the target's true reward (same budget, the constructor's warm-up);
   ``dreamer_dtw_source_reward_scratch`` / ``dreamer_reference_only_scratch``: the DTW reward and its control, from scratch;
   ``*_refit500_scratch``: the same with a refit every 500 new labelled steps (``DTW_SETTINGS``);
-- ``sac_dtw_source_reward`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW / true reward (the wrapper is
-  algorithm-agnostic; SAC cannot start from a Dreamer);
+- ``sac_dtw_source_reward`` / ``sac_reference_only`` / ``sac_oracle``: rl-zoo's tuned SAC from scratch on the DTW
+  reward, its reference-only control, the true reward (the wrapper is algorithm-agnostic; SAC cannot start from a
+  Dreamer);
 - ``dreamer_dtw_source_reward_relabel`` / ``sac_dtw_source_reward_relabel``: the same DTW reward, with the rewards
   stored in the replay buffer rewritten by the current reward model after every refit (``RelabelCallback``);
 - ``random`` (score 0) and ``source_zero_shot`` (the source model run on the target unchanged), evaluated once.
@@ -83,11 +84,11 @@ def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def _control_of(variant: str) -> str:
-    """The reference-only control run like a DTW ``variant``: the same ``DTW_SETTINGS`` part and ``_scratch``."""
+    """The reference-only control run like a DTW ``variant``: the same learner, ``DTW_SETTINGS`` part and ``_scratch``."""
     tail = SCRATCH_SUFFIX if variant.endswith(SCRATCH_SUFFIX) else ""
     stem = variant.removesuffix(tail)
     tail = next((suffix for suffix in DTW_SETTINGS if stem.endswith(suffix)), "") + tail
-    return "dreamer_reference_only" + tail
+    return variant.split("_dtw_")[0] + "_reference_only" + tail
 
 
 def _config(
@@ -391,7 +392,7 @@ def _score_table(
                 f"Against sac_oracle (seeds {', '.join(map(str, sorted(sac)))}): zero-shot "
                 f"{_ratio_of_means(by_name['source_zero_shot'], sac, random):.2f}."
             )
-        for name in (name for name, _ in rows if name.startswith("dreamer_dtw_")):
+        for name in (name for name, _ in rows if "_dtw_" in name):
             matched = _control_of(name)
             common = sorted(set(by_name[name]) & set(by_name.get(matched, {})))  # the same seeds on both sides
             if len(common) < 2:  # no seed spread to compare the margin with

@@ -127,6 +127,7 @@ PAIRS["pendulum_repeat_heavy"] = dict(
 DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
     "dreamer_reference_only": ("source_reward", dict(dtw_labels=False)),
     "dreamer_dtw_source_reward_noanchor": ("source_reward", dict(anchor_reference=False)),
+    "sac_reference_only": ("source_reward", dict(dtw_labels=False)),
 }
 #: Fresh rewards (issue 19, item 4): the same DTW reward with the replay buffer relabelled after every refit
 #: (``train_target(relabel=True)``, :class:`sb3_dreamer.alignment.RelabelCallback`); compare with the variant without.
@@ -152,6 +153,7 @@ VARIANTS = (
     "dreamer_dtw_source_reward_refit500" + SCRATCH_SUFFIX,
     "dreamer_reference_only_refit500" + SCRATCH_SUFFIX,
     "sac_dtw_source_reward",
+    "sac_reference_only",
     "sac_oracle",
     "dreamer_dtw_source_reward" + RELABEL_SUFFIX,
     "sac_dtw_source_reward" + RELABEL_SUFFIX,

@@ -284,6 +284,7 @@ def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_sou
     assert transfer._reward_setting("dreamer_dtw_source_reward_refit500") == ("source_reward", dict(refit_interval=500))
     assert transfer._control_of("dreamer_dtw_source_reward_refit500_scratch") == "dreamer_reference_only_refit500_scratch"
     assert transfer._control_of("dreamer_dtw_source_reward_split_relabel") == "dreamer_reference_only"
+    assert transfer._control_of("sac_dtw_source_reward") == "sac_reference_only"
     (tmp_path / "source_0.json").write_text("{}")
     scratch = ["dreamer_oracle_scratch", "dreamer_reference_only_scratch"]
     assert not transfer.needs_run(tmp_path, "source", 0, scratch)  # no source model needed
