@@ -51,7 +51,17 @@ from typing import Any
 
 import numpy as np
 from common import EVAL_SEED, code_commit, jsonable, package_versions
-from transfer_pairs import DTW_CONTROLS, DTW_SETTINGS, PAIRS, QUICK, QUICK_EPISODES, RELABEL_SUFFIX, SCRATCH_SUFFIX, VARIANTS
+from transfer_pairs import (
+    DTW_CONTROLS,
+    DTW_SETTINGS,
+    PAIRS,
+    QUICK,
+    QUICK_EPISODES,
+    RELABEL_SUFFIX,
+    SCRATCH_SUFFIX,
+    VARIANTS,
+    reward_setting,
+)
 
 #: Default ``--out`` parent: one folder per pair.
 RESULTS = Path(__file__).parent / "results" / "transfer"
@@ -66,21 +76,6 @@ def pair_spec(pair: str, quick: bool = False) -> dict[str, Any]:
         spec["dtw_kwargs"] = dict(spec["dtw_kwargs"], **overrides.pop("dtw_quick"))
         spec.update(overrides)
     return spec
-
-
-def _reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
-    """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
-    variant = variant.removesuffix(RELABEL_SUFFIX).removesuffix(SCRATCH_SUFFIX)
-    settings: dict[str, Any] = {}
-    for suffix, extra in DTW_SETTINGS.items():
-        if variant.endswith(suffix):
-            variant, settings = variant.removesuffix(suffix), extra
-    if variant in DTW_CONTROLS:
-        mode, extra = DTW_CONTROLS[variant]
-        return mode, {**extra, **settings}
-    if "_dtw_" in variant:
-        return variant.split("_dtw_")[1], settings
-    return None
 
 
 def _control_of(variant: str) -> str:
@@ -216,7 +211,7 @@ def run_target(
 
     commit = code_commit()  # the code this process imported (a commit made while it runs does not count)
     spec = pair_spec(pair, quick)
-    setting = _reward_setting(variant)
+    setting = reward_setting(variant)
     label_mode, extra = setting if setting is not None else ("source_reward", {})
     algo = "dreamer" if variant.startswith("dreamer_") else "sac"
     fine_tune = algo == "dreamer" and not variant.endswith(SCRATCH_SUFFIX)

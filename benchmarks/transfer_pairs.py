@@ -169,3 +169,18 @@ QUICK = dict(
     dtw_quick=dict(refit_interval=100),  # a refit after each target episode, so the reward model changes
 )
 QUICK_EPISODES = 2
+
+
+def reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
+    """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
+    variant = variant.removesuffix(RELABEL_SUFFIX).removesuffix(SCRATCH_SUFFIX)
+    settings: dict[str, Any] = {}
+    for suffix, extra in DTW_SETTINGS.items():
+        if variant.endswith(suffix):
+            variant, settings = variant.removesuffix(suffix), extra
+    if variant in DTW_CONTROLS:
+        mode, extra = DTW_CONTROLS[variant]
+        return mode, {**extra, **settings}
+    if "_dtw_" in variant:
+        return variant.split("_dtw_")[1], settings
+    return None

@@ -278,10 +278,10 @@ def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_sou
             transfer.run_target("pendulum", variant, 0, tmp_path, 1, 100)
     warm_up = transfer.PAIRS["pendulum"]["target_learning_starts"]
     assert calls == [(False, None, "oracle"), (True, warm_up, "oracle"), (False, None, "dtw")]
-    assert transfer._reward_setting("dreamer_reference_only_scratch") == transfer.DTW_CONTROLS["dreamer_reference_only"]
-    mode, extra = transfer._reward_setting("dreamer_reference_only_refit500_scratch")
+    assert transfer.reward_setting("dreamer_reference_only_scratch") == transfer.DTW_CONTROLS["dreamer_reference_only"]
+    mode, extra = transfer.reward_setting("dreamer_reference_only_refit500_scratch")
     assert (mode, extra) == ("source_reward", dict(dtw_labels=False, refit_interval=500))
-    assert transfer._reward_setting("dreamer_dtw_source_reward_refit500") == ("source_reward", dict(refit_interval=500))
+    assert transfer.reward_setting("dreamer_dtw_source_reward_refit500") == ("source_reward", dict(refit_interval=500))
     assert transfer._control_of("dreamer_dtw_source_reward_refit500_scratch") == "dreamer_reference_only_refit500_scratch"
     assert transfer._control_of("dreamer_dtw_source_reward_split_relabel") == "dreamer_reference_only"
     assert transfer._control_of("sac_dtw_source_reward") == "sac_reference_only"
