@@ -304,3 +304,32 @@ def test_transfer_reruns_a_source_stage_whose_model_is_gone_only_while_targets_n
     assert not transfer.needs_run(tmp_path, "source", 0, ["dreamer_oracle", "sac_oracle"])  # SAC starts from scratch
     (tmp_path / "source_0.zip").write_bytes(b"model")
     assert not transfer.needs_run(tmp_path, "source", 0, variants)
+
+
+def test_final_reward_fidelity_restores_each_runs_reward_model_and_the_pre_fit(
+    reference: str, tmp_path: Path, monkeypatch
+) -> None:
+    """``benchmarks/final_reward_fidelity.py`` scores the reward model a run saved (not a fresh one) beside the pre-fit."""
+    import json
+    import shutil
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmark_frf", ROOT / "benchmarks" / "final_reward_fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    shutil.copy(reference, tmp_path / "reference_0.npz")
+    kwargs = dict(reference="/elsewhere/reference_0.npz", label_mode="source_reward", seed=0, pretrain_steps=5)
+    trained = DTWRewardWrapper(gym.make(TARGET), reference, label_mode="source_reward", seed=0, pretrain_steps=5)
+    trained.reset(seed=0)
+    observations = np.stack([trained.step(trained.action_space.sample())[0] for _ in range(50)])
+    trained.rewarder.model.fit(observations, np.linspace(-5.0, 5.0, 50), budget_seconds=None, max_steps=20)
+    (tmp_path / "final").mkdir()
+    trained.save_state(tmp_path / "final" / "dreamer_dtw_source_reward_0_wrapper.npz")
+    (tmp_path / "dreamer_dtw_source_reward_0.json").write_text(json.dumps(dict(wrapper_kwargs=kwargs)))
+    # A variant without its run JSON (still running) is left out.
+    trained.save_state(tmp_path / "final" / "dreamer_reference_only_0_wrapper.npz")
+    models = fidelity.reward_models(tmp_path, TARGET, 0, ["dreamer_dtw_source_reward", "dreamer_reference_only"])
+    assert sorted(models) == ["dreamer_dtw_source_reward", fidelity.PRE_FIT]
+    restored = models["dreamer_dtw_source_reward"].rewarder.predict(observations)
+    np.testing.assert_allclose(restored, trained.rewarder.predict(observations), rtol=1e-5)
+    assert not np.allclose(models[fidelity.PRE_FIT].rewarder.predict(observations), restored, rtol=1e-3)
