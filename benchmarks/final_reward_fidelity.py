@@ -32,34 +32,26 @@ from reward_fidelity import correlations
 from transfer_pairs import PAIRS
 
 from sb3_dreamer import Dreamer
-from sb3_dreamer.alignment import DTWRewardWrapper
+from sb3_dreamer.alignment import DTWRewardWrapper, record_trajectories
 
 PRE_FIT = "reference_pre_fit"
 
 
 def rollouts(env_id: str, policy: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Observations returned by each step and the true rewards of ``episodes`` seeded target episodes.
+    """Observations returned by each step and the true rewards of ``episodes`` seeded target episodes
+    (:func:`~sb3_dreamer.alignment.record_trajectories`).
 
     :param policy: a model with SB3's ``predict`` (deterministic), or None for uniform random actions
     :return: ``(observations (steps, obs_dim), true rewards (steps,))``
     """
     env = gym.make(env_id)
     env.action_space.seed(seed)
-    observations, rewards = [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        state, start, done = None, np.array([True]), False
-        while not done:
-            if policy is None:
-                action = env.action_space.sample()
-            else:
-                action, state = policy.predict(obs, state=state, episode_start=start, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            observations.append(np.asarray(obs, dtype=np.float32))
-            rewards.append(float(reward))
-            start, done = np.array([False]), terminated or truncated
-    env.close()
-    return np.stack(observations), np.array(rewards)
+    actor = policy if policy is not None else (lambda _obs: env.action_space.sample())
+    try:
+        dataset = record_trajectories(actor, env, episodes, deterministic=True, seed=seed)
+    finally:
+        env.close()
+    return dataset.next_observations, dataset.rewards
 
 
 def reward_models(out: Path, target_id: str, seed: int, variants: list[str]) -> dict[str, DTWRewardWrapper]:
