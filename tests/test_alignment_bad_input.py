@@ -179,3 +179,34 @@ def test_constant_dimension_has_one_scale_and_an_offset_in_it_is_harmless() -> N
     change = np.abs(rewarder.predict(shifted) - rewarder.predict(obs))
     assert change.max() <= 1e-3 * lipschitz + 1e-5
     assert change.max() < 0.01 * np.ptp(reference.rewards)  # and that bound is small against the rewards (range ~2)
+
+
+def test_reward_at_sampling_checks_the_episode_at_its_end() -> None:
+    """With ``reward_at_sampling=True`` no step is predicted: the NaN policy runs once, at the episode end."""
+    env = DTWRewardWrapper(SineEnv({(0, 7): np.nan, (0, 9): np.inf}), make_reference(), reward_at_sampling=True, **KWARGS)
+    env.sampler_attached = True  # stands in for SampledRewardCallback (the learner's buffer computes the rewards)
+    env.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing before the episode ends
+        for _ in range(LENGTH - 1):
+            assert env.step(0)[1] == 0.0
+    with pytest.warns(RuntimeWarning, match=r"NaN or infinite values at step 7 \(0-based\) of episode 0") as record:
+        _, reward, _, truncated, info = env.step(0)
+    assert len(record) == 1 and truncated and reward == 0.0
+    assert info["alignment_skipped"] and env.rewarder.skipped_episodes == 1 and env.rewarder.n_labels == 0
+    _, info = run_episode(env)
+    assert not info["alignment_skipped"] and env.rewarder.n_labels == LENGTH
+    strict = DTWRewardWrapper(SineEnv({(0, 7): np.nan}), make_reference(), reward_at_sampling=True, strict=True, **KWARGS)
+    strict.sampler_attached = True
+    with pytest.raises(ValueError, match=r"NaN or infinite values at step 7 \(0-based\) of episode 0.*strict=True"):
+        run_episode(strict)
+    venv = VecDTWRewardWrapper(DummyVecEnv([SineEnv, lambda: SineEnv({(0, 3): np.nan})]), make_reference(),
+                               reward_at_sampling=True, **KWARGS)  # fmt: skip
+    venv.sampler_attached = True
+    venv.reset()
+    with pytest.warns(RuntimeWarning, match=r"step 3 \(0-based\) of episode 0 of env 1"):
+        for _ in range(LENGTH):
+            _, rewards, dones, infos = venv.step(np.zeros(2, dtype=np.int64))
+            assert np.all(rewards == 0.0)
+    assert dones.all() and not infos[0]["alignment_skipped"] and infos[1]["alignment_skipped"]
+    assert venv.rewarder.n_labels == LENGTH and venv.rewarder.skipped_episodes == 1

@@ -1,4 +1,5 @@
-"""Fresh rewards: after a refit of the DTW reward model, the rewards stored in replay buffers are relabelled."""
+"""Fresh rewards: after a refit of the DTW reward model, the rewards stored in replay buffers are relabelled, or the
+rewards of every sampled batch are computed with the current model (``SampledRewardCallback``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import SAC, TD3
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... ids)
 from sb3_dreamer import Dreamer
-from sb3_dreamer.alignment import DTWRewardWrapper, VecDTWRewardWrapper, record_trajectories
+from sb3_dreamer.alignment import (
+    REWARD_AT_SAMPLING,
+    DTWRewardWrapper,
+    SampledRewardCallback,
+    SampledRewardReplayBuffer,
+    VecDTWRewardWrapper,
+    record_trajectories,
+)
 from sb3_dreamer.alignment.relabel import RelabelCallback, relabel_buffer
 from sb3_dreamer.common.usage import UsageError
 from tests.conftest import tiny
@@ -96,3 +104,81 @@ def test_rows_with_non_finite_observations_get_the_wrappers_reward(reference: st
     relabel_buffer(model.replay_buffer, lambda obs: obs[:, 0] + 5.0, env_index=0)
     rewards = model.replay_buffer.rewards[:10, 0]
     assert rewards[3] == NON_FINITE_REWARD and np.all(rewards[np.arange(10) != 3] > 3.0)
+
+
+def sac_at_sampling(reference: str, **wrapper_kwargs) -> tuple[SAC, DTWRewardWrapper]:
+    env = DummyVecEnv([lambda: DTWRewardWrapper(gym.make(TARGET), reference, seed=0, **FAST, **wrapper_kwargs)])
+    model = SAC("MlpPolicy", env, learning_starts=100, batch_size=64, seed=0,
+                replay_buffer_class=SampledRewardReplayBuffer)  # fmt: skip
+    return model, env.envs[0]
+
+
+def test_sac_samples_the_current_models_rewards_and_the_env_returns_placeholders(reference: str) -> None:
+    model, wrapper = sac_at_sampling(reference, reward_at_sampling=True)
+    model.learn(450, callback=SampledRewardCallback())  # two finished episodes: refits after each
+    rewarder = wrapper.rewarder
+    assert rewarder.n_refits >= 2 and wrapper.sampler_attached
+    buffer = model.replay_buffer
+    never = np.ones(buffer.size(), dtype=bool)  # rows never sampled still hold the env's placeholder
+    th.manual_seed(1)
+    np.random.seed(1)
+    batch = buffer.sample(64)
+    expected = rewarder.predict(batch.next_observations.numpy())
+    np.testing.assert_allclose(batch.rewards.numpy()[:, 0], expected, rtol=1e-5, atol=1e-6)
+    obs, rewards = stored_sb3(model)
+    never[np.isin(obs, batch.next_observations.numpy()).all(axis=1)] = False
+    assert np.abs(expected).min() > 0.0  # the placeholders below are not predictions that happen to be 0
+    _, reward, *_ = wrapper.step(wrapper.action_space.sample())  # the env itself returns the placeholder
+    assert reward == REWARD_AT_SAMPLING == 0.0
+    # The rows sampled hold the current model's rewards; the wrapper computed none per step.
+    np.testing.assert_allclose(rewards[~never], rewarder.predict(obs[~never].astype(np.float32)), rtol=1e-5, atol=1e-6)
+
+
+def test_reward_at_sampling_refuses_to_train_on_placeholders(reference: str) -> None:
+    model, wrapper = sac_at_sampling(reference, reward_at_sampling=True)
+    with pytest.raises(UsageError, match=r"reward_at_sampling=True\) returns no reward per step.*SampledRewardCallback"):
+        model.learn(10)  # no callback: the wrapper refuses its first step
+    with pytest.raises(UsageError, match="returns no reward per step"):
+        wrapper.reset()
+        wrapper.step(wrapper.action_space.sample())
+    model, _ = sac_at_sampling(reference)
+    with pytest.raises(UsageError, match=r"SampledRewardReplayBuffer has no reward model.*SampledRewardCallback"):
+        model.learn(120)  # per-step rewards, but nothing gives the buffer a reward model: its first batch refuses
+    plain = SAC("MlpPolicy", DummyVecEnv([lambda: DTWRewardWrapper(gym.make(TARGET), reference, seed=0, **FAST)]),
+                learning_starts=1000)  # fmt: skip
+    with pytest.raises(UsageError, match="replay_buffer_class=SampledRewardReplayBuffer, not SAC with ReplayBuffer"):
+        plain.learn(2, callback=SampledRewardCallback())
+    normalised = VecNormalize(DummyVecEnv([lambda: DTWRewardWrapper(gym.make(TARGET), reference, reward_at_sampling=True,
+                                                                    seed=0, **FAST)]))  # fmt: skip
+    model = SAC("MlpPolicy", normalised, learning_starts=1000, replay_buffer_class=SampledRewardReplayBuffer)
+    with pytest.raises(UsageError, match="norm_reward=False"):
+        model.learn(2, callback=SampledRewardCallback())
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_dreamer_samples_the_current_models_rewards_except_first_rows(reference: str, background: bool,
+                                                                      tmp_path) -> None:  # fmt: skip
+    env = VecDTWRewardWrapper(DummyVecEnv([lambda: gym.make(TARGET)] * 2), reference, background,
+                              reward_at_sampling=True, seed=0, **FAST)  # fmt: skip
+    model = Dreamer("MlpPolicy", env, **tiny(learning_starts=300))
+    model.learn(440, callback=SampledRewardCallback())  # trains on sampled batches from step 300 on
+    buffer, rewarder = model.replay_buffer, env.rewarder
+    assert rewarder.n_refits >= 1 and np.abs(buffer.rewards).max() > 0.0  # batches got rewards; the env gave 0.0
+    batch = buffer.sample(8, 16)
+    obs, first = batch.observations.numpy(), batch.is_first.numpy().astype(bool)
+    rewards = batch.rewards.numpy()
+    np.testing.assert_allclose(rewards[~first], rewarder.predict(obs[~first]), rtol=1e-5, atol=1e-6)
+    assert np.all(rewards[first] == 0.0)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")  # the reward function (and its worker's pipe) is not saved
+    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert model.replay_buffer.reward_function is None
+    env.close()
+
+
+def test_sampled_reward_buffer_pickles_without_its_reward_model(reference: str, tmp_path) -> None:
+    model, _ = sac_at_sampling(reference, reward_at_sampling=True, background=True)
+    model.learn(120, callback=SampledRewardCallback())
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert model.replay_buffer.reward_sources == [] and model.replay_buffer.size() == 120
+    model.get_env().close()

@@ -13,6 +13,7 @@ import torch as th
 from stable_baselines3 import SAC
 
 from sb3_dreamer import Dreamer, TrajectoryDataset
+from sb3_dreamer.alignment import SampledRewardReplayBuffer
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.transfer import TransferConfig, run_dtw_transfer, train_source, train_target
 from sb3_dreamer.transfer.__main__ import main
@@ -164,6 +165,24 @@ def test_target_stage_relabels_the_replay_buffer_after_each_refit(tmp_path) -> N
     np.testing.assert_allclose(buffer.rewards[:200, 0], rewarder.predict(buffer.next_observations[:200, 0]), rtol=1e-5)
     with pytest.raises(UsageError, match="relabel=True needs reward='dtw'"):
         train_target(config, tmp_path, algo="sac", reward="oracle", relabel=True)
+
+
+def test_target_stage_computes_rewards_at_sampling_and_resumes(tmp_path) -> None:
+    config = stage_config(target_steps=300)  # a refit after the first 200-step episode (refit_interval 100)
+    train_source(config, tmp_path)
+    stage = dict(algo="sac", algo_kwargs=dict(learning_starts=20, batch_size=8), reward_at_sampling=True,
+                 checkpoint_freq=200)  # fmt: skip
+    with pytest.raises(CutOff):
+        train_target(config, tmp_path, callback=[CutOffAt(250)], **stage)
+    resumed = train_target(config, tmp_path, **stage)  # the checkpoint's buffer gets the restored wrapper's model
+    assert resumed.resumed and resumed.wrapper_kwargs["reward_at_sampling"] and resumed.dtw["refits"] == 1
+    wrapper = resumed.model.get_env().envs[0]
+    assert isinstance(resumed.model.replay_buffer, SampledRewardReplayBuffer) and wrapper.sampler_attached
+    batch = resumed.model.replay_buffer.sample(32)
+    np.testing.assert_allclose(batch.rewards.numpy()[:, 0], wrapper.rewarder.predict(batch.next_observations.numpy()),
+                               rtol=1e-5)  # fmt: skip
+    with pytest.raises(UsageError, match="reward_at_sampling=True needs reward='dtw' and relabel=False"):
+        train_target(config, tmp_path, algo="sac", relabel=True, reward_at_sampling=True)
 
 
 def test_target_stage_names_a_missing_source_model(tmp_path) -> None:

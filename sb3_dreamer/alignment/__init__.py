@@ -18,15 +18,21 @@ from sb3_dreamer.alignment.dtw import (
     tracking_exp_labels,
     tracking_labels,
 )
-from sb3_dreamer.alignment.relabel import RelabelCallback
+from sb3_dreamer.alignment.relabel import RelabelCallback, SampledRewardCallback, SampledRewardReplayBuffer
 from sb3_dreamer.alignment.reward_model import FitResult, Predictor, RewardModel
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, reference_fingerprint
 from sb3_dreamer.alignment.scaling import observation_scale
-from sb3_dreamer.alignment.wrappers import AlignmentCheckpointCallback, DTWRewardWrapper, VecDTWRewardWrapper
+from sb3_dreamer.alignment.wrappers import (
+    REWARD_AT_SAMPLING,
+    AlignmentCheckpointCallback,
+    DTWRewardWrapper,
+    VecDTWRewardWrapper,
+)
 
 __all__ = [
     "LABEL_MODES",
     "NON_FINITE_REWARD",
+    "REWARD_AT_SAMPLING",
     "TRACKING_MODES",
     "Alignment",
     "AlignmentCheckpointCallback",
@@ -40,6 +46,8 @@ __all__ = [
     "Predictor",
     "RelabelCallback",
     "RewardModel",
+    "SampledRewardCallback",
+    "SampledRewardReplayBuffer",
     "TrajectoryDataset",
     "VecDTWRewardWrapper",
     "align",

@@ -6,17 +6,25 @@ those rewards in its replay buffer, so after a refit it keeps training on reward
 ``ReplayBuffer`` the reward of row i is recomputed on its stored next observation, for Dreamer's
 ``SequenceReplayBuffer`` the reward r_t of row t on its observation x_t (rows that start an episode hold no reward and
 are left alone). Both are exactly what the wrapper would emit now for the same step.
+
+:class:`SampledRewardCallback` instead computes the rewards of every sampled batch with the current model (Dreamer's
+``SequenceReplayBuffer``, or SB3 algorithms built with ``replay_buffer_class=SampledRewardReplayBuffer``): always the
+current model's rewards, at one batched prediction per batch, and with the wrappers' ``reward_at_sampling=True`` no
+per-step prediction at all (the option of issue 19, item 4: "the reward model is applied when batches are sampled").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import unwrap_wrapper
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder
 from sb3_dreamer.alignment.wrappers import DTWRewardWrapper, VecDTWRewardWrapper
@@ -27,16 +35,16 @@ from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
 CHUNK = 65_536
 
 
-def rewarders_of(env: VecEnv) -> list[tuple[DTWRewarder, list[int]]]:
-    """The DTW rewarders of a VecEnv and the sub-env indices each labels: a :class:`VecDTWRewardWrapper` labels all
-    sub-envs with one rewarder, :class:`DTWRewardWrapper` inside a :class:`DummyVecEnv` one sub-env each.
+def dtw_wrappers_of(env: VecEnv) -> list[tuple[DTWRewardWrapper | VecDTWRewardWrapper, list[int]]]:
+    """The DTW reward wrappers of a VecEnv and the sub-env indices each labels: a :class:`VecDTWRewardWrapper` labels
+    all sub-envs with one rewarder, :class:`DTWRewardWrapper` inside a :class:`DummyVecEnv` one sub-env each.
 
     :param env: the model's VecEnv
-    :return: ``[(rewarder, env indices), ...]`` (empty if there is none)
+    :return: ``[(wrapper, env indices), ...]`` (empty if there is none)
     """
     while isinstance(env, VecEnvWrapper):
         if isinstance(env, VecDTWRewardWrapper):
-            return [(env.rewarder, list(range(env.num_envs)))]
+            return [(env, list(range(env.num_envs)))]
         env = env.venv
     if not isinstance(env, DummyVecEnv):
         return []
@@ -44,8 +52,17 @@ def rewarders_of(env: VecEnv) -> list[tuple[DTWRewarder, list[int]]]:
     for index, sub_env in enumerate(env.envs):
         wrapper = unwrap_wrapper(sub_env, DTWRewardWrapper)
         if isinstance(wrapper, DTWRewardWrapper):
-            found.append((wrapper.rewarder, [index]))
+            found.append((wrapper, [index]))
     return found
+
+
+def rewarders_of(env: VecEnv) -> list[tuple[DTWRewarder, list[int]]]:
+    """The DTW rewarders of a VecEnv and the sub-env indices each labels (see :func:`dtw_wrappers_of`).
+
+    :param env: the model's VecEnv
+    :return: ``[(rewarder, env indices), ...]`` (empty if there is none)
+    """
+    return [(wrapper.rewarder, envs) for wrapper, envs in dtw_wrappers_of(env)]
 
 
 def _predict(predict: Callable[[np.ndarray], np.ndarray], obs: np.ndarray) -> np.ndarray:
@@ -141,3 +158,98 @@ class RelabelCallback(BaseCallback):
             if self.verbose:
                 print(f"Relabelled {rows} stored rewards after refit {rewarder.n_refits} (mean change "
                       f"{weighted / max(rows, 1):.4f})")  # fmt: skip
+
+
+#: ``(predict, env indices)``: a reward model and the sub-envs whose rewards it computes
+RewardSource = tuple[Callable[[np.ndarray], np.ndarray], list[int]]
+
+
+class SampledRewardReplayBuffer(ReplayBuffer):
+    """SB3's ``ReplayBuffer`` whose sampled rewards are computed by the current DTW reward model, r̂ of each sampled
+    row's next observation (what the wrapper would emit now for that step); the computed rewards are also stored.
+
+    Build the algorithm with ``replay_buffer_class=SampledRewardReplayBuffer`` and train it with
+    :class:`SampledRewardCallback`, which gives the buffer its reward models. Costs one batched prediction of
+    ``batch_size x (sub-envs of the model)`` rows per sampled batch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: set by :class:`SampledRewardCallback` (not saved: it refers to live reward models)
+        self.reward_sources: list[RewardSource] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["reward_sources"] = []
+        return state
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        if not self.reward_sources:
+            raise UsageError(
+                "SampledRewardReplayBuffer has no reward model: train with callback=SampledRewardCallback() (it finds "
+                "the DTW reward wrappers of the model's env)"
+            )
+        for predict, envs in self.reward_sources:
+            rows = batch_inds[:, None]
+            if self.optimize_memory_usage:
+                next_obs = self.observations[(rows + 1) % self.buffer_size, envs]
+            else:
+                next_obs = self.next_observations[rows, envs]
+            self.rewards[rows, envs] = _predict(predict, next_obs.reshape(-1, *next_obs.shape[2:])).reshape(
+                len(batch_inds), len(envs)
+            )
+        return super()._get_samples(batch_inds, env)
+
+
+def _sequence_rewards(buffer: SequenceReplayBuffer, sources: list[RewardSource], envs: np.ndarray,
+                      index: np.ndarray) -> None:  # fmt: skip
+    """Dreamer's sampled windows (streams ``envs`` (B, 1), rows ``index`` (B, T)): r_t = r̂(x_t) with the current
+    model, written into the buffer; rows that start an episode hold no reward and are left alone."""
+    for predict, source_envs in sources:
+        take = np.isin(envs[:, 0], source_envs)
+        if not take.any():
+            continue
+        streams, rows = np.broadcast_to(envs[take], index[take].shape), index[take]
+        keep = ~buffer.is_first[streams, rows]
+        rewards = buffer.rewards[streams, rows]
+        rewards[keep] = _predict(predict, buffer.observations["obs"][streams, rows][keep])
+        buffer.rewards[streams, rows] = rewards
+
+
+class SampledRewardCallback(BaseCallback):
+    """Compute the DTW rewards of every batch the off-policy model samples with the current reward model.
+
+    Works with Dreamer (its ``SequenceReplayBuffer``) and with SB3 off-policy algorithms built with
+    ``replay_buffer_class=SampledRewardReplayBuffer``; the env holds :class:`~sb3_dreamer.alignment.VecDTWRewardWrapper`
+    or :class:`~sb3_dreamer.alignment.DTWRewardWrapper` inside a ``DummyVecEnv``. Needed by (and attached to) wrappers
+    built with ``reward_at_sampling=True``, which then skip the per-step prediction; with per-step rewards it replaces
+    :class:`RelabelCallback` (no relabelling pass after refits). Reward normalisation by ``VecNormalize`` is refused
+    with ``reward_at_sampling=True``: its statistics would come from the placeholder rewards.
+    """
+
+    def _init_callback(self) -> None:
+        buffer = getattr(self.model, "replay_buffer", None)
+        wrappers = dtw_wrappers_of(self.model.get_env())
+        if not wrappers:
+            raise UsageError("SampledRewardCallback found no DTW reward wrapper in the model's env (VecDTWRewardWrapper, "
+                             "or DTWRewardWrapper inside a DummyVecEnv)")  # fmt: skip
+        sources: list[RewardSource] = [(wrapper.rewarder.predict, envs) for wrapper, envs in wrappers]
+        if isinstance(buffer, SequenceReplayBuffer):
+            buffer.reward_function = partial(_sequence_rewards, buffer, sources)
+        elif isinstance(buffer, SampledRewardReplayBuffer):
+            buffer.reward_sources = sources
+        else:
+            raise UsageError(
+                f"SampledRewardCallback needs Dreamer or an SB3 off-policy model built with "
+                f"replay_buffer_class=SampledRewardReplayBuffer, not {type(self.model).__name__} with "
+                f"{type(buffer).__name__}"
+            )
+        normalize = self.model.get_vec_normalize_env()
+        if normalize is not None and normalize.norm_reward and any(w.reward_at_sampling for w, _ in wrappers):
+            raise UsageError("VecNormalize(norm_reward=True) cannot normalise rewards computed at sampling "
+                             "(reward_at_sampling=True): pass norm_reward=False")  # fmt: skip
+        for wrapper, _ in wrappers:
+            wrapper.sampler_attached = True
+
+    def _on_step(self) -> bool:
+        return True

@@ -10,6 +10,9 @@ true final observation at episode end). Sign and scale are the source reward's f
 distance) for ``"tracking"`` and in (0, 1] for ``"tracking_exp"``. No alignment runs per step; alignment, labelling
 and refitting run when an episode ends, so the model used from the next step on may differ. The env's own reward is
 kept in ``info["original_reward"]``, unless an inner wrapper (``RewardFree``) already put the true reward there.
+With ``reward_at_sampling=True`` no reward is computed per step: the step returns :data:`REWARD_AT_SAMPLING` (0.0)
+and an off-policy learner computes r̂(o_{t+1}) with the current model when it samples its batches
+(:class:`~sb3_dreamer.alignment.SampledRewardCallback`; stepping without it raises).
 With ``background=True`` the episode-end work runs in a worker process
 (:class:`~sb3_dreamer.alignment.background.BackgroundRewarder`): a new model is used one episode later, and the
 episode-end ``info`` keys describe the previous episode (``info["alignment_episode"]`` names it).
@@ -18,7 +21,8 @@ Bad input (``strict=False``, the default): a step observation with NaN or infini
 :data:`~sb3_dreamer.alignment.rewarder.NON_FINITE_REWARD` (0.0) and a ``RuntimeWarning`` naming the step and the
 episode (once per episode); the episode is not aligned and adds no labels (``info["alignment_skipped"]`` is True at its
 end, ``rewarder.skipped_episodes`` counts it) and training continues. A non-finite reset observation only warns (the
-reward never uses it). ``strict=True`` raises a ``ValueError`` in both cases.
+reward never uses it). ``strict=True`` raises a ``ValueError`` in both cases. With ``reward_at_sampling=True`` the
+check runs at the episode end (one call per episode): the same warning, naming the first such step, or the same error.
 """
 
 import os
@@ -34,8 +38,23 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, load_reference
+from sb3_dreamer.common.usage import UsageError
 
 Rewarder = DTWRewarder | BackgroundRewarder
+
+#: The reward a step returns with ``reward_at_sampling=True``: a placeholder, the learner's buffer computes the reward.
+REWARD_AT_SAMPLING = 0.0
+
+
+def _check_sampler(wrapper: "DTWRewardWrapper | VecDTWRewardWrapper") -> None:
+    """``reward_at_sampling=True`` without a learner that computes the rewards would train on placeholders: refuse."""
+    if wrapper.reward_at_sampling and not wrapper.sampler_attached:
+        raise UsageError(
+            f"{type(wrapper).__name__}(reward_at_sampling=True) returns no reward per step: train an off-policy model "
+            "with sb3_dreamer.alignment.SampledRewardCallback (SB3 algorithms also need "
+            "replay_buffer_class=SampledRewardReplayBuffer), which computes the rewards when batches are sampled; "
+            "or pass reward_at_sampling=False"
+        )
 
 
 def _vec_env_id(venv: VecEnv) -> str:
@@ -138,6 +157,10 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
     :param reference: reference episodes (:class:`TrajectoryDataset` or ``.npz`` path) with source rewards
     :param background: run alignment, labels and refits in a worker process
         (:class:`~sb3_dreamer.alignment.background.BackgroundRewarder`; the model changes one episode later)
+    :param reward_at_sampling: return :data:`REWARD_AT_SAMPLING` at every step instead of the learned reward, which
+        the learner's replay buffer computes with the current model when it samples a batch
+        (:class:`~sb3_dreamer.alignment.SampledRewardCallback`): no per-step prediction, and always the current model's
+        rewards. Off-policy learners only; stepping before that callback is attached raises a ``UsageError``
     :param rewarder_kwargs: the settings of :class:`DTWRewarder` (``label_mode``, ``window``, ``max_label_cost``,
         ``dtw_labels``, ``refit_interval``, ``seed``, ``strict``, ...), documented there once
     """
@@ -147,11 +170,15 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         env: gym.Env,
         reference: TrajectoryDataset | str | os.PathLike,
         background: bool = False,
+        reward_at_sampling: bool = False,
         **rewarder_kwargs: Any,
     ) -> None:
         super().__init__(env)
         dataset = load_reference(reference, env.observation_space, env.spec.id if env.spec is not None else "")
         self.rewarder = _make_rewarder(dataset, background, rewarder_kwargs)
+        self.reward_at_sampling = bool(reward_at_sampling)
+        #: set by :class:`~sb3_dreamer.alignment.SampledRewardCallback` once a replay buffer computes the rewards
+        self.sampler_attached = False
         # The episode's observations, written in place (no per-step allocation); doubled when full.
         self._episode_buffer = np.zeros((1024, self.rewarder.obs_dim), dtype=np.float32)
         self._episode_length = 0
@@ -186,27 +213,36 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         :param action: action for the env
         :return: ``(obs, learned_reward, terminated, truncated, info)``
         """
-        obs, reward, terminated, truncated, info = self.env.step(action)
         step = self._episode_length
+        if step == 0:
+            _check_sampler(self)
+        obs, reward, terminated, truncated, info = self.env.step(action)
         if step == len(self._episode_buffer):
             self._episode_buffer = np.concatenate([self._episode_buffer, np.zeros_like(self._episode_buffer)])
         row = self._episode_buffer[step]
         row[:] = obs  # a copy: envs may reuse their observation buffer
         self._episode_length = step + 1
-        try:  # no extra check on the per-step path: predict rejects NaN/inf observations with a ValueError
-            learned, finite = self.rewarder.predictor.predict_row(row), True
-        except ValueError:
-            if np.all(np.isfinite(row)):
-                raise
-            learned, finite = NON_FINITE_REWARD, False
-        if not finite and self._non_finite_step is None:  # warn (or raise if strict) once per episode
-            self.rewarder.non_finite_observation(f"step {step} (0-based) of {self._episode_name()}")
-            self._non_finite_step = step
+        if self.reward_at_sampling:  # the learner's buffer computes it; the finiteness check runs at the episode end
+            learned = REWARD_AT_SAMPLING
+        else:
+            try:  # no extra check on the per-step path: predict rejects NaN/inf observations with a ValueError
+                learned = self.rewarder.predictor.predict_row(row)
+            except ValueError:
+                if np.all(np.isfinite(row)):
+                    raise
+                learned = NON_FINITE_REWARD
+                if self._non_finite_step is None:  # warn (or raise if strict) once per episode
+                    self.rewarder.non_finite_observation(f"step {step} (0-based) of {self._episode_name()}")
+                    self._non_finite_step = step
         info = dict(info)  # a copy: an env may return the same dict every step
         # An inner RewardFree (or another relabelling wrapper) already holds the true reward: keep it.
         info.setdefault("original_reward", float(reward))
         self._episode_return += float(info["original_reward"])
         if terminated or truncated:
+            if self.reward_at_sampling:
+                self._non_finite_step = _first_non_finite(self._episode_buffer[: self._episode_length])
+                if self._non_finite_step is not None:
+                    self.rewarder.non_finite_observation(f"step {self._non_finite_step} (0-based) of {self._episode_name()}")
             skipped = self._non_finite_step is not None
             if skipped:
                 report = None
@@ -253,6 +289,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
     :param venv: SB3 VecEnv with a 1-D Box observation space
     :param reference: reference episodes (dataset or ``.npz`` path)
     :param background: run alignment, labels and refits in a worker process (see :class:`DTWRewardWrapper`)
+    :param reward_at_sampling: rewards computed by the learner's replay buffer (see :class:`DTWRewardWrapper`)
     :param rewarder_kwargs: the settings of :class:`DTWRewarder` (messages about non-finite observations name the
         sub-env and its episode)
     """
@@ -262,11 +299,15 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         venv: VecEnv,
         reference: TrajectoryDataset | str | os.PathLike,
         background: bool = False,
+        reward_at_sampling: bool = False,
         **rewarder_kwargs: Any,
     ) -> None:
         super().__init__(venv)
         dataset = load_reference(reference, venv.observation_space, _vec_env_id(venv))
         self.rewarder = _make_rewarder(dataset, background, rewarder_kwargs)
+        self.reward_at_sampling = bool(reward_at_sampling)
+        #: set by :class:`~sb3_dreamer.alignment.SampledRewardCallback` once a replay buffer computes the rewards
+        self.sampler_attached = False
         self._episode_obs: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_counts = np.zeros(self.num_envs, dtype=np.int64)  # episodes ended per sub-env, for messages
@@ -299,6 +340,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
 
         :return: ``(obs, rewards, dones, infos)``
         """
+        _check_sampler(self)
         obs, rewards, dones, infos = self.venv.step_wait()
         reward_obs = _flat_obs(obs, self.rewarder.obs_dim).copy()
         for index in np.flatnonzero(dones):
@@ -306,7 +348,12 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
                 raise ValueError(f"env {index} finished without infos[{index}]['terminal_observation'] (not an SB3 VecEnv?)")
             reward_obs[index] = _flat_obs(infos[index]["terminal_observation"], self.rewarder.obs_dim)[0]
         finite = np.isfinite(reward_obs).all(axis=1)
-        if finite.all():
+        if self.reward_at_sampling:  # the learner's buffer computes the rewards; finiteness is checked at episode end
+            learned = np.full(self.num_envs, REWARD_AT_SAMPLING, dtype=np.float32)
+            for index in np.flatnonzero(~finite):
+                if self._non_finite_steps[index] is None:
+                    self._non_finite_steps[index] = len(self._episode_obs[index])
+        elif finite.all():
             learned = self.rewarder.predict(reward_obs).astype(np.float32)
         else:
             for index in np.flatnonzero(~finite):
@@ -321,6 +368,9 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
             infos[index].setdefault("original_reward", float(rewards[index]))
             self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
+                if self.reward_at_sampling and self._non_finite_steps[index] is not None:
+                    where = f"step {self._non_finite_steps[index]} (0-based) of episode {self._episode_counts[index]}"
+                    self.rewarder.non_finite_observation(f"{where} of env {index}")
                 skipped = self._non_finite_steps[index] is not None
                 if skipped:
                     report = None

@@ -11,6 +11,7 @@ Sampled tensors are laid out as (batch, time, ...).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,10 @@ class SequenceReplayBuffer(BaseBuffer):
         self.is_terminal = np.zeros((n_envs, self.capacity), dtype=bool)
         self.stream_pos = np.zeros(n_envs, dtype=np.int64)
         self.stream_full = np.zeros(n_envs, dtype=bool)
+        #: Recomputes rewards when a batch is sampled (None: the stored rewards are used): called as
+        #: ``reward_function(envs, index)`` with the sampled windows' streams ``(B, 1)`` and rows ``(B, T)``, it writes
+        #: their rewards into :attr:`rewards` (set by :class:`~sb3_dreamer.alignment.SampledRewardCallback`; not saved).
+        self.reward_function: Callable[[np.ndarray, np.ndarray], None] | None = None
 
     def _stream_arrays(self) -> dict[str, np.ndarray]:
         """The ``(n_envs, capacity, ...)`` arrays, by attribute name (observations as ``observations.<key>``)."""
@@ -98,6 +103,7 @@ class SequenceReplayBuffer(BaseBuffer):
         """Pickle only the rows written so far: until a stream wraps around, the rows beyond the furthest write
         position are unused zeros (a 1M-step buffer after 100k steps would otherwise save ten times its data)."""
         state = self.__dict__.copy()
+        state["reward_function"] = None  # bound to a live reward model (and possibly its worker process)
         if self.stream_full.any():
             return state
         rows = int(self.stream_pos.max())
@@ -111,7 +117,7 @@ class SequenceReplayBuffer(BaseBuffer):
         """Unpickle, giving back the capacity that :meth:`__getstate__` left out, and giving a buffer saved by an older
         version the attributes added since, with its old behaviour."""
         n_envs = state["n_envs"]
-        defaults = dict(terminal_fraction=0.0, non_finite="raise", n_non_finite=0, has_terminal=True)
+        defaults = dict(terminal_fraction=0.0, non_finite="raise", n_non_finite=0, has_terminal=True, reward_function=None)
         self.__dict__.update({**defaults, "_cut": np.zeros(n_envs, dtype=bool), **state})
         if self.__dict__.pop("_pickled_rows", None) is None:
             return
@@ -287,6 +293,8 @@ class SequenceReplayBuffer(BaseBuffer):
         starts = np.where(self.stream_full[envs], self.stream_pos[envs] + offsets, offsets)
         index = (starts[:, None] + np.arange(batch_length)[None, :]) % self.capacity  # (B, T)
         rows = envs[:, None]
+        if self.reward_function is not None:
+            self.reward_function(rows, index)
         observations = {key: self.to_torch(array[rows, index]) for key, array in self.observations.items()}
         return SequenceSamples(
             observations=observations if isinstance(self.observation_space, spaces.Dict) else observations["obs"],

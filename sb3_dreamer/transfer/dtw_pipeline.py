@@ -37,7 +37,13 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 import sb3_dreamer.envs  # noqa: F401  (registers the sb3_dreamer/... env ids)
-from sb3_dreamer.alignment import DTWRewardWrapper, RelabelCallback, record_trajectories
+from sb3_dreamer.alignment import (
+    DTWRewardWrapper,
+    RelabelCallback,
+    SampledRewardCallback,
+    SampledRewardReplayBuffer,
+    record_trajectories,
+)
 from sb3_dreamer.common.resumable import EvalCurve, ResumableRun
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer import Dreamer
@@ -275,6 +281,18 @@ def _sac(env: Any, seed: int, algo_kwargs: dict[str, Any]) -> Any:
     return SAC("MlpPolicy", env, seed=seed, verbose=0, **algo_kwargs)
 
 
+def _check_target_arguments(algo: str, reward: str, relabel: bool, reward_at_sampling: bool) -> None:
+    """:func:`train_target`'s choices: a ``UsageError`` naming a wrong one."""
+    if algo not in ("dreamer", "sac"):
+        raise UsageError(f"algo must be 'dreamer' or 'sac', got {algo!r}")
+    if reward not in ("dtw", "oracle"):
+        raise UsageError(f"reward must be 'dtw' or 'oracle', got {reward!r}")
+    if relabel and reward != "dtw":
+        raise UsageError("relabel=True needs reward='dtw': the oracle's true rewards never change")
+    if reward_at_sampling and (reward != "dtw" or relabel):
+        raise UsageError("reward_at_sampling=True needs reward='dtw' and relabel=False (sampled rewards are always fresh)")
+
+
 def train_target(
     config: TransferConfig,
     out: str | Path,
@@ -294,6 +312,7 @@ def train_target(
     label: str | None = None,
     callback: list[BaseCallback] | None = None,
     relabel: bool = False,
+    reward_at_sampling: bool = False,
 ) -> TargetStage:
     """Stage 3: train an agent for ``config.target_steps`` env steps on the target env, on the learned DTW reward or
     (the oracle control) on the target's true reward, and save it.
@@ -325,17 +344,16 @@ def train_target(
     :param callback: further callbacks of the training (after the curve and the checkpoints)
     :param relabel: rewrite the rewards stored in the agent's replay buffer after every refit of the reward model
         (:class:`~sb3_dreamer.alignment.RelabelCallback`; ``reward="dtw"`` only); ``dtw["relabels"]`` counts them
+    :param reward_at_sampling: no per-step reward prediction: the agent's replay buffer computes the rewards of every
+        sampled batch with the current model (the wrapper's ``reward_at_sampling=True``,
+        :class:`~sb3_dreamer.alignment.SampledRewardCallback`, and SAC's
+        ``replay_buffer_class=SampledRewardReplayBuffer``; ``reward="dtw"`` only, not with ``relabel``)
     :return: the model, its path, the curve, the wrapper's arguments and counts
     :raises UsageError: from :func:`check_config`, for an unknown ``algo`` or ``reward``, a missing source model
         (``init_from_source``), and if Dreamer rejects a value of ``dreamer_kwargs``
     """
     check_config(config)
-    if algo not in ("dreamer", "sac"):
-        raise UsageError(f"algo must be 'dreamer' or 'sac', got {algo!r}")
-    if reward not in ("dtw", "oracle"):
-        raise UsageError(f"reward must be 'dtw' or 'oracle', got {reward!r}")
-    if relabel and reward != "dtw":
-        raise UsageError("relabel=True needs reward='dtw': the oracle's true rewards never change")
+    _check_target_arguments(algo, reward, relabel, reward_at_sampling)
     out = Path(out)
     seed = config.seed
     source = Path(source_path) if source_path is not None else out / "source.zip"
@@ -345,6 +363,8 @@ def train_target(
     if reward == "dtw":
         reference = Path(reference_path) if reference_path is not None else out / "reference.npz"
         wrapper_kwargs = dict(reference=str(reference), label_mode=config.label_mode, seed=seed, **config.wrapper_kwargs)
+        if reward_at_sampling:
+            wrapper_kwargs["reward_at_sampling"] = True
     env = make_vec_env(
         config.target_env,
         seed=seed,
@@ -368,7 +388,8 @@ def train_target(
     resumed = model is not None
     overrides = {} if learning_starts is None else dict(learning_starts=learning_starts)
     if model is None and algo == "sac":
-        model = _sac(env, seed, dict(algo_kwargs or {}))
+        sampled = dict(replay_buffer_class=SampledRewardReplayBuffer) if reward_at_sampling else {}
+        model = _sac(env, seed, {**(algo_kwargs or {}), **sampled})
     elif model is None:
         kwargs = {**config.dreamer_kwargs, **overrides}
         try:
@@ -381,7 +402,7 @@ def train_target(
     # A model loaded from the source carries the source's step count: it restarts at 0 unless this run is resumed.
     done_steps = model.num_timesteps if resumed else 0
     steps = max(config.target_steps - done_steps, 0)
-    relabeller = [RelabelCallback()] if relabel else []
+    relabeller = [RelabelCallback()] if relabel else [SampledRewardCallback()] if reward_at_sampling else []
     model.learn(steps, callback=callbacks + relabeller + list(callback or []), reset_num_timesteps=not resumed)
     if checkpoint is not None:
         checkpoint.save()  # the finished stage: a rerun returns it without training
@@ -400,7 +421,7 @@ def train_target(
             truncated_refits=rewarder.n_truncated_refits,
             labels_stored=rewarder.n_labels,  # all target steps unless max_label_cost dropped some
         )
-        if relabeller:
+        if relabel:
             dtw["relabels"] = relabeller[0].n_relabels  # since this process started (a resumed run counts anew)
     seconds = time.perf_counter() - curve.start
     return TargetStage(model, model_path, curve.curve, wrapper_kwargs, dtw, config.target_steps, seconds, resumed, checkpoint)
