@@ -19,6 +19,8 @@ evaluated every ``eval_freq`` steps on the target's **true** reward (determinist
   Dreamer);
 - ``dreamer_dtw_source_reward_relabel`` / ``sac_dtw_source_reward_relabel``: the same DTW reward, with the rewards
   stored in the replay buffer rewritten by the current reward model after every refit (``RelabelCallback``);
+- ``dreamer_dtw_source_reward_sampled`` / ``sac_dtw_source_reward_sampled``: the same DTW reward, computed by the
+  replay buffer for every sampled batch instead of at each step (``SampledRewardCallback``, no per-step prediction);
 - ``random`` (score 0) and ``source_zero_shot`` (the source model run on the target unchanged), evaluated once.
 
 Normalised score (the one normalisation): (mean return - mean random) / (mean dreamer_oracle - mean random), means
@@ -58,6 +60,7 @@ from transfer_pairs import (
     QUICK,
     QUICK_EPISODES,
     RELABEL_SUFFIX,
+    SAMPLED_SUFFIX,
     SCRATCH_SUFFIX,
     VARIANTS,
     reward_setting,
@@ -245,6 +248,7 @@ def run_target(
         wrapper_state_file=f"final/{variant}_{seed}_wrapper.npz" if setting is not None else None,
         label=f"{pair} {variant} seed {seed}",
         relabel=variant.endswith(RELABEL_SUFFIX),
+        reward_at_sampling=variant.endswith(SAMPLED_SUFFIX),
     )
     result = dict(
         pair=pair,

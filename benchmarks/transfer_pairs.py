@@ -132,6 +132,9 @@ DTW_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
 #: Fresh rewards (issue 19, item 4): the same DTW reward with the replay buffer relabelled after every refit
 #: (``train_target(relabel=True)``, :class:`sb3_dreamer.alignment.RelabelCallback`); compare with the variant without.
 RELABEL_SUFFIX = "_relabel"
+#: The same DTW reward computed when the learner samples its batches, never per step (``train_target(
+#: reward_at_sampling=True)``, :class:`sb3_dreamer.alignment.SampledRewardCallback`; issue 19, items 4 and 6).
+SAMPLED_SUFFIX = "_sampled"
 #: A Dreamer variant with this suffix starts from scratch (not fine-tuned from the source; the constructor's warm-up).
 #: ``dreamer_oracle_scratch`` tells whether the same-budget ``dreamer_oracle`` lags because it starts from the source;
 #: the DTW reward and its reference-only control from scratch tell whether the learned reward does better without
@@ -157,6 +160,8 @@ VARIANTS = (
     "sac_oracle",
     "dreamer_dtw_source_reward" + RELABEL_SUFFIX,
     "sac_dtw_source_reward" + RELABEL_SUFFIX,
+    "dreamer_dtw_source_reward" + SAMPLED_SUFFIX,
+    "sac_dtw_source_reward" + SAMPLED_SUFFIX,
 )
 #: ``--quick``: budgets of a check of every stage in a few minutes (the agents learn little).
 QUICK = dict(
@@ -173,7 +178,7 @@ QUICK_EPISODES = 2
 
 def reward_setting(variant: str) -> tuple[str, dict[str, Any]] | None:
     """(label mode, extra ``DTWRewarder`` arguments) of a variant on the DTW reward, None for an oracle variant."""
-    variant = variant.removesuffix(RELABEL_SUFFIX).removesuffix(SCRATCH_SUFFIX)
+    variant = variant.removesuffix(RELABEL_SUFFIX).removesuffix(SAMPLED_SUFFIX).removesuffix(SCRATCH_SUFFIX)
     settings: dict[str, Any] = {}
     for suffix, extra in DTW_SETTINGS.items():
         if variant.endswith(suffix):

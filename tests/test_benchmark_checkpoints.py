@@ -268,16 +268,28 @@ def test_transfer_scratch_oracle_starts_from_scratch_and_the_oracle_from_the_sou
         pass
 
     def train_target(config, out, **kwargs):  # records what run_target asks the library for
-        calls.append((config.init_from_source, kwargs["learning_starts"], kwargs["reward"]))
+        calls.append((config.init_from_source, kwargs["learning_starts"], kwargs["reward"], kwargs["reward_at_sampling"]))
         raise Stop
 
     monkeypatch.setattr(sb3_dreamer.transfer, "train_target", train_target)
-    variants = ("dreamer_oracle_scratch", "dreamer_oracle", "dreamer_dtw_source_reward_scratch")
+    variants = (
+        "dreamer_oracle_scratch",
+        "dreamer_oracle",
+        "dreamer_dtw_source_reward_scratch",
+        "sac_dtw_source_reward_sampled",
+    )
     for variant in variants:
         with pytest.raises(Stop):
             transfer.run_target("pendulum", variant, 0, tmp_path, 1, 100)
     warm_up = transfer.PAIRS["pendulum"]["target_learning_starts"]
-    assert calls == [(False, None, "oracle"), (True, warm_up, "oracle"), (False, None, "dtw")]
+    assert calls == [
+        (False, None, "oracle", False),
+        (True, warm_up, "oracle", False),
+        (False, None, "dtw", False),
+        (False, None, "dtw", True),  # SAC (from scratch); its rewards computed at sampling
+    ]
+    assert transfer.reward_setting("sac_dtw_source_reward_sampled") == ("source_reward", {})
+    assert transfer._control_of("sac_dtw_source_reward_sampled") == "sac_reference_only"
     assert transfer.reward_setting("dreamer_reference_only_scratch") == transfer.DTW_CONTROLS["dreamer_reference_only"]
     mode, extra = transfer.reward_setting("dreamer_reference_only_refit500_scratch")
     assert (mode, extra) == ("source_reward", dict(dtw_labels=False, refit_interval=500))
