@@ -182,3 +182,26 @@ def test_sampled_reward_buffer_pickles_without_its_reward_model(reference: str, 
     model.load_replay_buffer(tmp_path / "buffer.pkl")
     assert model.replay_buffer.reward_sources == [] and model.replay_buffer.size() == 120
     model.get_env().close()
+
+
+def test_sampled_rewards_are_computed_once_per_reward_model(reference: str, monkeypatch) -> None:
+    from sb3_dreamer.alignment import relabel
+
+    model, wrapper = sac_at_sampling(reference, reward_at_sampling=True)
+    model.learn(210, callback=SampledRewardCallback())  # one finished episode: a refit (version 1)
+    buffer, rewarder = model.replay_buffer, wrapper.rewarder
+    assert rewarder.n_refits == 1
+    predicted = []
+    inner = relabel._predict
+    monkeypatch.setattr(relabel, "_predict", lambda predict, obs: predicted.append(len(obs)) or inner(predict, obs))
+    inds = np.arange(0, 200, 2)
+    buffer._get_samples(inds)  # rows computed before the refit or never: all recomputed, once
+    stale = len(predicted) and predicted[-1]
+    buffer._get_samples(inds)
+    assert len(predicted) == 1 and 0 < stale <= len(inds)  # the second batch: all fresh, nothing predicted
+    np.testing.assert_allclose(buffer.rewards[inds, 0], rewarder.predict(buffer.next_observations[inds, 0]), rtol=1e-5)
+    rewarder.n_refits += 1  # a new model version: every row is stale again
+    buffer._get_samples(inds)
+    assert predicted[-1] == len(inds)
+    buffer.add(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 1)), np.zeros(1), np.zeros(1), [{}])
+    assert buffer.reward_versions[buffer.pos - 1, 0] == -1  # a new row holds no computed reward

@@ -160,28 +160,39 @@ class RelabelCallback(BaseCallback):
                       f"{weighted / max(rows, 1):.4f})")  # fmt: skip
 
 
-#: ``(predict, env indices)``: a reward model and the sub-envs whose rewards it computes
-RewardSource = tuple[Callable[[np.ndarray], np.ndarray], list[int]]
-
-
 class SampledRewardReplayBuffer(ReplayBuffer):
-    """SB3's ``ReplayBuffer`` whose sampled rewards are computed by the current DTW reward model, r̂ of each sampled
-    row's next observation (what the wrapper would emit now for that step); the computed rewards are also stored.
+    """SB3's ``ReplayBuffer`` whose sampled rewards come from the current DTW reward model: r̂ of each sampled row's
+    next observation, what the wrapper would emit now for that step.
 
-    Build the algorithm with ``replay_buffer_class=SampledRewardReplayBuffer`` and train it with
-    :class:`SampledRewardCallback`, which gives the buffer its reward models. Costs one batched prediction of
-    ``batch_size x (sub-envs of the model)`` rows per sampled batch.
+    A row's reward is computed when it is sampled and its stored reward is not from the current model (a new row, or
+    one computed before the last refit; the model's version is its rewarder's ``n_refits``), then stored with that
+    version: each row is predicted about once per reward model, in batches, so the total cost is about that of a
+    per-step reward plus a relabelling after each refit, while the stepping process computes none. Build the
+    algorithm with ``replay_buffer_class=SampledRewardReplayBuffer`` and train it with :class:`SampledRewardCallback`,
+    which gives the buffer its reward models.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: set by :class:`SampledRewardCallback` (not saved: it refers to live reward models)
-        self.reward_sources: list[RewardSource] = []
+        #: ``(rewarder, env indices)``, set by :class:`SampledRewardCallback` (not saved: live reward models)
+        self.reward_sources: list[tuple[Any, list[int]]] = []
+        #: the model version (``n_refits``) whose reward each row holds; -1: none yet (the env's placeholder)
+        self.reward_versions = np.full((self.buffer_size, self.n_envs), -1, dtype=np.int64)
+        #: rows whose reward was computed at sampling (a count, for benchmarks and logs)
+        self.n_rewards_computed = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["reward_sources"] = []
         return state
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        """SB3's ``add``; the row written holds no computed reward yet (nor, with ``optimize_memory_usage``, the row
+        before it, whose next observation this row replaces)."""
+        self.reward_versions[self.pos] = -1
+        if self.optimize_memory_usage:
+            self.reward_versions[(self.pos - 1) % self.buffer_size] = -1
+        super().add(*args, **kwargs)
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         if not self.reward_sources:
@@ -189,16 +200,24 @@ class SampledRewardReplayBuffer(ReplayBuffer):
                 "SampledRewardReplayBuffer has no reward model: train with callback=SampledRewardCallback() (it finds "
                 "the DTW reward wrappers of the model's env)"
             )
-        for predict, envs in self.reward_sources:
-            rows = batch_inds[:, None]
+        for rewarder, envs in self.reward_sources:
+            version, columns = rewarder.n_refits, np.asarray(envs)
+            rows, which = np.nonzero(self.reward_versions[batch_inds[:, None], columns] != version)
+            if len(rows) == 0:
+                continue
+            inds, env_inds = batch_inds[rows], columns[which]
             if self.optimize_memory_usage:
-                next_obs = self.observations[(rows + 1) % self.buffer_size, envs]
+                next_obs = self.observations[(inds + 1) % self.buffer_size, env_inds]
             else:
-                next_obs = self.next_observations[rows, envs]
-            self.rewards[rows, envs] = _predict(predict, next_obs.reshape(-1, *next_obs.shape[2:])).reshape(
-                len(batch_inds), len(envs)
-            )
+                next_obs = self.next_observations[inds, env_inds]
+            self.rewards[inds, env_inds] = _predict(rewarder.predict, next_obs)
+            self.reward_versions[inds, env_inds] = version
+            self.n_rewards_computed += len(inds)
         return super()._get_samples(batch_inds, env)
+
+
+#: ``(predict, env indices)``: a reward model and the sub-envs whose rewards it computes
+RewardSource = tuple[Callable[[np.ndarray], np.ndarray], list[int]]
 
 
 def _sequence_rewards(buffer: SequenceReplayBuffer, sources: list[RewardSource], envs: np.ndarray,
@@ -233,11 +252,11 @@ class SampledRewardCallback(BaseCallback):
         if not wrappers:
             raise UsageError("SampledRewardCallback found no DTW reward wrapper in the model's env (VecDTWRewardWrapper, "
                              "or DTWRewardWrapper inside a DummyVecEnv)")  # fmt: skip
-        sources: list[RewardSource] = [(wrapper.rewarder.predict, envs) for wrapper, envs in wrappers]
         if isinstance(buffer, SequenceReplayBuffer):
+            sources: list[RewardSource] = [(wrapper.rewarder.predict, envs) for wrapper, envs in wrappers]
             buffer.reward_function = partial(_sequence_rewards, buffer, sources)
         elif isinstance(buffer, SampledRewardReplayBuffer):
-            buffer.reward_sources = sources
+            buffer.reward_sources = [(wrapper.rewarder, envs) for wrapper, envs in wrappers]
         else:
             raise UsageError(
                 f"SampledRewardCallback needs Dreamer or an SB3 off-policy model built with "
