@@ -16,7 +16,16 @@ Setup (fixed here, printed and written to the JSON):
   hooks (the in-process wrapper's predict, episode end, alignment and refit calls).
 - The same for ``background=True`` (alignment, labels and refits in a worker process, ``BackgroundRewarder``), stepped
   in the same interleaved loop (raw, in-process, background, raw, ...) on the same env instance: the stepping
-  process's overhead, and the worker's CPU seconds per raw step (the cost moved to another core, not removed).
+  process's overhead, and the worker's CPU seconds per raw step (the cost moved to another core, not removed). After
+  each background episode the loop waits (untimed) until the worker has finished that episode, so that no worker
+  competes with the next timed episode (before 2026-12-07 evening the worker ran on while the next raw episode was
+  timed, which lowered the figure).
+- And for ``background=True, reward_at_sampling=True`` (no per-step prediction: the learner's replay buffer computes
+  the rewards of each sampled batch, ``SampledRewardCallback``), in the same loop. Where that cost goes instead is
+  measured after the loop, in the same process: SAC (SB3 defaults, batch 256) and Dreamer (the library's defaults) on
+  the wrapped Hopper, their buffers filled by ``LEARNER_STEPS`` random steps, then ``LEARNER_TIMED_STEPS`` steps with
+  updates each: the reward computation's share of the updates' time, the rows it predicted per update, and its time
+  per env step (to set beside the per-step wrapper's prediction per step).
 
 Run: ``python benchmarks/alignment_overhead.py`` (writes benchmarks/results/alignment_overhead.json).
 """
@@ -33,8 +42,20 @@ import numpy as np
 import pybullet_envs_gymnasium  # noqa: F401  (registers HopperBulletEnv-v0)
 import torch as th
 from common import package_versions
+from stable_baselines3 import SAC
+from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_dreamer.alignment import DTWRewardWrapper, align, record_trajectories, reference_statistics
+from sb3_dreamer import Dreamer
+from sb3_dreamer.alignment import (
+    DTWRewardWrapper,
+    SampledRewardCallback,
+    SampledRewardReplayBuffer,
+    TrajectoryDataset,
+    align,
+    record_trajectories,
+    reference_statistics,
+)
+from sb3_dreamer.alignment import relabel as relabel_module
 from sb3_dreamer.alignment import rewarder as rewarder_module
 from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.reward_model import Predictor
@@ -43,6 +64,9 @@ ENV_ID = "HopperBulletEnv-v0"
 EPISODE_STEPS = 1000
 N_REFERENCES = 10
 SEED = 0
+#: Random steps that fill a learner's buffer, then steps with updates, timed (rewards computed at sampling).
+LEARNER_STEPS = 2000
+LEARNER_TIMED_STEPS = {"sac": 500, "dreamer": 20}
 
 
 class IgnoreTermination(gym.Wrapper):
@@ -63,7 +87,7 @@ class Timed:
 
     def __init__(self, obj: Any, name: str) -> None:
         self.total, self.calls = 0.0, 0
-        inner = getattr(obj, name)
+        self.inner = inner = getattr(obj, name)
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -97,6 +121,44 @@ def pair_alignment_times(references: list[np.ndarray], window: int | None, repea
     return float(np.median(times))
 
 
+def learner_costs(reference: TrajectoryDataset, wrapper_kwargs: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """SAC and Dreamer trained with rewards computed at sampling on the wrapped Hopper: after ``LEARNER_STEPS`` random
+    steps (two episodes, a refit at the end of the second), ``LEARNER_TIMED_STEPS`` more steps with updates, timed: the
+    updates (``model.train``), the reward computation inside them (``relabel._predict``, the buffers' batched
+    reward-model call) and the rows it predicted."""
+    costs = {}
+    for name, steps in LEARNER_TIMED_STEPS.items():
+        env = DummyVecEnv([lambda: DTWRewardWrapper(make_env(), reference, reward_at_sampling=True, **wrapper_kwargs)])
+        if name == "sac":
+            model: Any = SAC("MlpPolicy", env, learning_starts=LEARNER_STEPS, seed=SEED,
+                             replay_buffer_class=SampledRewardReplayBuffer)  # fmt: skip
+        else:
+            model = Dreamer("MlpPolicy", env, learning_starts=LEARNER_STEPS, seed=SEED)
+        callback = SampledRewardCallback()
+        model.learn(LEARNER_STEPS, callback=callback)  # random steps, no update yet
+        train_timer, reward_timer = Timed(model, "train"), Timed(relabel_module, "_predict")
+        rows_before = getattr(model.replay_buffer, "n_rewards_computed", 0)
+        updates_before = model._n_updates
+        model.learn(steps, callback=callback, reset_num_timesteps=False)
+        relabel_module._predict = reward_timer.inner
+        updates = model._n_updates - updates_before
+        if name == "sac":
+            rows = model.replay_buffer.n_rewards_computed - rows_before
+        else:  # every row of every batch (rows that start an episode are skipped, a few per batch)
+            rows = reward_timer.calls * model.batch_size * model.batch_length
+        costs[name] = dict(
+            env_steps=steps,
+            updates=updates,
+            update_ms=1e3 * train_timer.total / max(updates, 1),
+            reward_ms_per_update=1e3 * reward_timer.total / max(updates, 1),
+            reward_us_per_env_step=1e6 * reward_timer.total / steps,
+            reward_share_of_updates=reward_timer.total / train_timer.total,
+            rows_per_update=rows / max(updates, 1),
+        )
+        env.close()
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=6, help="measured episodes per variant")
@@ -126,23 +188,34 @@ def main() -> None:
     construction = time.perf_counter() - start
     background = DTWRewardWrapper(raw_env, reference, background=True, **wrapper_kwargs)
     assert isinstance(background.rewarder, BackgroundRewarder)
+    sampled = DTWRewardWrapper(raw_env, reference, background=True, reward_at_sampling=True, **wrapper_kwargs)
+    sampled.sampler_attached = True  # stands in for SampledRewardCallback: the buffer's cost is measured below
     rewarder = wrapped.rewarder
 
     episodes = [
         rng.uniform(-1, 1, size=(EPISODE_STEPS, action_space.shape[0])).astype(np.float32) for _ in range(args.episodes)
     ]
     run_episode(raw_env, episodes[0], SEED)  # warm-up: builds the Bullet scene
+    n_steps = EPISODE_STEPS * args.episodes
     # End to end, without timing hooks; then the same episodes again with hooks for the components.
-    raw_times, wrapped_times, background_times = [], [], []
+    raw_times, wrapped_times, background_times, sampled_times = [], [], [], []
     for index, actions in enumerate(episodes):
         raw_times.append(run_episode(raw_env, actions, SEED + index))
         wrapped_times.append(run_episode(wrapped, actions, SEED + index))
         background_times.append(run_episode(background, actions, SEED + index))
+        background.rewarder.wait()  # untimed: no worker is busy during the next timed episode (two workers, 2 cores)
+        sampled_times.append(run_episode(sampled, actions, SEED + index))
+        sampled.rewarder.wait()
     background_total = sum(wall for wall, _ in background_times)
     background_cpu = sum(cpu for _, cpu in background_times)
     background.rewarder.wait()  # the last episode's alignment and refit, still in the worker
     worker_seconds = background.rewarder.worker_seconds
     background_refits = background.rewarder.n_refits
+    sampled_total = sum(wall for wall, _ in sampled_times)
+    sampled_cpu = sum(cpu for _, cpu in sampled_times)
+    sampled.rewarder.wait()
+    sampled_worker_seconds = sampled.rewarder.worker_seconds
+    sampled_end = Timed(sampled.rewarder, "end_episode")
     refits_end_to_end = rewarder.n_refits
     background_end = Timed(background.rewarder, "end_episode")
     row_timer = Timed(Predictor, "predict_row")  # the per-step reward, of both wrappers (predictors change at refits)
@@ -157,13 +230,17 @@ def main() -> None:
         before = row_timer.total
         run_episode(background, actions, SEED + index)
         background_predict_total += row_timer.total - before
+        run_episode(sampled, actions, SEED + index)
+    assert row_timer.calls == 2 * n_steps  # the in-process and background wrappers; none with reward_at_sampling
     background.close()
+    sampled.close()
     raw_total, wrapped_total = (sum(wall for wall, _ in raw_times), sum(wall for wall, _ in wrapped_times))
     raw_cpu, wrapped_cpu = (sum(cpu for _, cpu in raw_times), sum(cpu for _, cpu in wrapped_times))
-    n_steps = EPISODE_STEPS * args.episodes
+    learners = learner_costs(reference, wrapper_kwargs)
 
-    def median_overhead(times: list[tuple[float, float]]) -> float:
-        return float(np.median([wall / raw - 1 for (wall, _), (raw, _) in zip(times, raw_times, strict=True)]))
+    def median_overhead(times: list[tuple[float, float]], cpu: bool = False) -> float:
+        pairs = zip(times, raw_times, strict=True)
+        return float(np.median([wrapped[cpu] / raw[cpu] - 1 for wrapped, raw in pairs]))
 
     components = {
         "predict_s": predict_total,
@@ -210,11 +287,22 @@ def main() -> None:
             "overhead_end_to_end": (background_total - raw_total) / raw_total,
             "overhead_end_to_end_cpu": (background_cpu - raw_cpu) / raw_cpu,
             "overhead_median_episode": median_overhead(background_times),
+            "overhead_median_episode_cpu": median_overhead(background_times, cpu=True),
             "predict_us_per_step": 1e6 * background_predict_total / n_steps,
             "end_episode_ms_per_episode": 1e3 * background_end.total / max(background_end.calls, 1),
             "worker_cpu_s": worker_seconds,
             "worker_cpu_per_raw_step": worker_seconds / raw_total,
             "refits_applied_end_to_end": background_refits,
+        },
+        "reward_at_sampling": {
+            "wrapped_step_ms": 1e3 * sampled_total / n_steps,
+            "overhead_end_to_end": (sampled_total - raw_total) / raw_total,
+            "overhead_end_to_end_cpu": (sampled_cpu - raw_cpu) / raw_cpu,
+            "overhead_median_episode": median_overhead(sampled_times),
+            "overhead_median_episode_cpu": median_overhead(sampled_times, cpu=True),
+            "end_episode_ms_per_episode": 1e3 * sampled_end.total / max(sampled_end.calls, 1),
+            "worker_cpu_per_raw_step": sampled_worker_seconds / raw_total,
+            "learners": learners,
         },
         "versions": {**package_versions(), "torch_threads": th.get_num_threads()},
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "load": os.getloadavg()},
@@ -236,10 +324,32 @@ def main() -> None:
         ("background: overhead (end to end)", f"{100 * result['background']['overhead_end_to_end']:.1f} %"),
         ("background: overhead (process CPU time)", f"{100 * result['background']['overhead_end_to_end_cpu']:.1f} %"),
         ("background: overhead (median per episode)", f"{100 * result['background']['overhead_median_episode']:.1f} %"),
+        (
+            "background: overhead (median per episode, CPU)",
+            f"{100 * result['background']['overhead_median_episode_cpu']:.1f} %",
+        ),
         ("background: predict per step", f"{result['background']['predict_us_per_step']:.1f} us"),
         ("background: episode end in this process", f"{result['background']['end_episode_ms_per_episode']:.2f} ms"),
         ("background: worker CPU / raw step time", f"{100 * result['background']['worker_cpu_per_raw_step']:.1f} %"),
     ]
+    at_sampling = result["reward_at_sampling"]
+    rows += [
+        ("at sampling: wrapped env step", f"{at_sampling['wrapped_step_ms']:.3f} ms"),
+        ("at sampling: overhead (end to end)", f"{100 * at_sampling['overhead_end_to_end']:.1f} %"),
+        ("at sampling: overhead (process CPU time)", f"{100 * at_sampling['overhead_end_to_end_cpu']:.1f} %"),
+        ("at sampling: overhead (median per episode)", f"{100 * at_sampling['overhead_median_episode']:.1f} %"),
+        ("at sampling: overhead (median per episode, CPU)", f"{100 * at_sampling['overhead_median_episode_cpu']:.1f} %"),
+        ("at sampling: worker CPU / raw step time", f"{100 * at_sampling['worker_cpu_per_raw_step']:.1f} %"),
+    ]
+    for name, cost in learners.items():
+        rows.append((
+            f"at sampling: {name}, {cost['updates']} updates: update / its rewards",
+            f"{cost['update_ms']:.1f} / {cost['reward_ms_per_update']:.3f} ms ({100 * cost['reward_share_of_updates']:.2f} %)",
+        ))  # fmt: skip
+        rows.append((
+            f"at sampling: {name}, rows predicted per update / reward time per env step",
+            f"{cost['rows_per_update']:.0f} / {cost['reward_us_per_env_step']:.1f} us",
+        ))  # fmt: skip
     width = max(len(name) for name, _ in rows)
     print(f"{ENV_ID}, {N_REFERENCES} references x {EPISODE_STEPS} steps, {args.episodes} measured episodes")
     for name, value in rows:
