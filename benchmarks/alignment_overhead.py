@@ -207,13 +207,9 @@ def main() -> None:
             times.append(run_episode(env, actions, SEED + index))
             background.rewarder.wait()  # untimed: no worker is busy during the next timed episode
             sampled.rewarder.wait()
-    background_total = sum(wall for wall, _ in background_times)
-    background_cpu = sum(cpu for _, cpu in background_times)
     background.rewarder.wait()  # the last episode's alignment and refit, still in the worker
     worker_seconds = background.rewarder.worker_seconds
     background_refits = background.rewarder.n_refits
-    sampled_total = sum(wall for wall, _ in sampled_times)
-    sampled_cpu = sum(cpu for _, cpu in sampled_times)
     sampled.rewarder.wait()
     sampled_worker_seconds = sampled.rewarder.worker_seconds
     sampled_end = Timed(sampled.rewarder, "end_episode")
@@ -242,6 +238,17 @@ def main() -> None:
     def median_overhead(times: list[tuple[float, float]], cpu: bool = False) -> float:
         pairs = zip(times, raw_times, strict=True)
         return float(np.median([wrapped[cpu] / raw[cpu] - 1 for wrapped, raw in pairs]))
+
+    def overheads(times: list[tuple[float, float]]) -> dict[str, float]:
+        """A wrapper's step time and overhead: end to end (wall, CPU) and as the median of the per-episode ratios."""
+        wall, cpu = sum(wall for wall, _ in times), sum(cpu for _, cpu in times)
+        return {
+            "wrapped_step_ms": 1e3 * wall / n_steps,
+            "overhead_end_to_end": (wall - raw_total) / raw_total,
+            "overhead_end_to_end_cpu": (cpu - raw_cpu) / raw_cpu,
+            "overhead_median_episode": median_overhead(times),
+            "overhead_median_episode_cpu": median_overhead(times, cpu=True),
+        }
 
     components = {
         "predict_s": predict_total,
@@ -284,11 +291,7 @@ def main() -> None:
         "truncated_refits": rewarder.n_truncated_refits,
         "refits_end_to_end": refits_end_to_end,
         "background": {
-            "wrapped_step_ms": 1e3 * background_total / n_steps,
-            "overhead_end_to_end": (background_total - raw_total) / raw_total,
-            "overhead_end_to_end_cpu": (background_cpu - raw_cpu) / raw_cpu,
-            "overhead_median_episode": median_overhead(background_times),
-            "overhead_median_episode_cpu": median_overhead(background_times, cpu=True),
+            **overheads(background_times),
             "predict_us_per_step": 1e6 * background_predict_total / n_steps,
             "end_episode_ms_per_episode": 1e3 * background_end.total / max(background_end.calls, 1),
             "worker_cpu_s": worker_seconds,
@@ -296,11 +299,7 @@ def main() -> None:
             "refits_applied_end_to_end": background_refits,
         },
         "reward_at_sampling": {
-            "wrapped_step_ms": 1e3 * sampled_total / n_steps,
-            "overhead_end_to_end": (sampled_total - raw_total) / raw_total,
-            "overhead_end_to_end_cpu": (sampled_cpu - raw_cpu) / raw_cpu,
-            "overhead_median_episode": median_overhead(sampled_times),
-            "overhead_median_episode_cpu": median_overhead(sampled_times, cpu=True),
+            **overheads(sampled_times),
             "end_episode_ms_per_episode": 1e3 * sampled_end.total / max(sampled_end.calls, 1),
             "worker_cpu_per_raw_step": sampled_worker_seconds / raw_total,
             "learners": learners,
