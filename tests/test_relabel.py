@@ -134,16 +134,22 @@ def test_sac_samples_the_current_models_rewards_and_the_env_returns_placeholders
     np.testing.assert_allclose(rewards[~never], rewarder.predict(obs[~never].astype(np.float32)), rtol=1e-5, atol=1e-6)
 
 
-def test_reward_at_sampling_refuses_to_train_on_placeholders(reference: str) -> None:
+def test_reward_at_sampling_never_gives_a_learner_placeholders(reference: str) -> None:
     model, wrapper = sac_at_sampling(reference, reward_at_sampling=True)
-    with pytest.raises(UsageError, match=r"reward_at_sampling=True\) returns no reward per step.*SampledRewardCallback"):
-        model.learn(10)  # no callback: the wrapper refuses its first step
-    with pytest.raises(UsageError, match="returns no reward per step"):
-        wrapper.reset()
-        wrapper.step(wrapper.action_space.sample())
-    model, _ = sac_at_sampling(reference)
-    with pytest.raises(UsageError, match=r"SampledRewardReplayBuffer has no reward model.*SampledRewardCallback"):
-        model.learn(120)  # per-step rewards, but nothing gives the buffer a reward model: its first batch refuses
+    with pytest.warns(UserWarning, match=r"no replay buffer that computes its rewards.*computes the reward per step"):
+        with pytest.raises(UsageError, match=r"SampledRewardReplayBuffer has no reward model.*SampledRewardCallback"):
+            model.learn(120)  # no callback: the wrapper computes per-step rewards, the buffer refuses its first batch
+    stored_obs, stored = stored_sb3(model)
+    np.testing.assert_allclose(stored, wrapper.rewarder.predict(stored_obs.astype(np.float32)), rtol=1e-5, atol=1e-6)
+    # An evaluation env (nothing attached): the learned reward per step, and the warning once only.
+    env = DTWRewardWrapper(gym.make(TARGET), reference, reward_at_sampling=True, seed=0, **FAST)
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match="computes the reward per step") as record:
+        obs, reward, *_ = env.step(env.action_space.sample())
+        expected = env.rewarder.predict(obs)  # before the refit at the episode's end
+        for _ in range(250):  # past an episode end
+            env.step(env.action_space.sample())
+    assert len(record) == 1 and reward == pytest.approx(expected, rel=1e-6) and reward != 0.0
     plain = SAC("MlpPolicy", DummyVecEnv([lambda: DTWRewardWrapper(gym.make(TARGET), reference, seed=0, **FAST)]),
                 learning_starts=1000)  # fmt: skip
     with pytest.raises(UsageError, match="replay_buffer_class=SampledRewardReplayBuffer, not SAC with ReplayBuffer"):

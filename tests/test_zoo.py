@@ -176,6 +176,36 @@ def test_every_entry_constructs(name: str, tmp_path: Path, monkeypatch: pytest.M
     env.close()
 
 
+def test_zoo_config_with_rewards_computed_at_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``reward_at_sampling: true`` and ``callback: sb3_dreamer.alignment.SampledRewardCallback`` in a zoo YAML: the
+    training env's rewards come from Dreamer's buffer; the zoo's evaluation env (the same wrapper, nothing attached)
+    computes them per step, with a warning."""
+    monkeypatch.chdir(tmp_path)
+    _write_pendulum_reference(tmp_path / "ref.npz")
+    config = tmp_path / "conf.yml"
+    config.write_text(
+        "sb3_dreamer/PendulumTarget-v0:\n  n_timesteps: !!float 300\n  policy: MlpPolicy\n  env_wrapper:\n"
+        "    - sb3_dreamer.alignment.DTWRewardWrapper:\n        reference: ref.npz\n        reward_at_sampling: true\n"
+        "  callback:\n    - sb3_dreamer.alignment.SampledRewardCallback\n"
+    )
+    manager = ExperimentManager(argparse.Namespace(), "dreamer", "sb3_dreamer/PendulumTarget-v0", str(tmp_path / "logs"),
+                                config=str(config), verbose=0)  # fmt: skip
+    hyperparams, _ = manager.read_hyperparameters()
+    hyperparams, manager.env_wrapper, callbacks, manager.vec_env_wrapper = manager._preprocess_hyperparams(hyperparams)
+    env, eval_env = manager.create_envs(1, no_log=True), manager.create_envs(1, eval_env=True, no_log=True)
+    model = Dreamer(env=env, seed=0, device="cpu", **{**hyperparams, **tiny(learning_starts=100)})
+    model.learn(150, callback=callbacks)
+    wrapper, eval_wrapper = env.envs[0], eval_env.envs[0]
+    assert wrapper.reward_at_sampling and wrapper.sampler_attached and not eval_wrapper.sampler_attached
+    assert np.abs(model.replay_buffer.rewards).max() > 0.0  # computed at sampling; the env returned 0.0
+    with pytest.warns(UserWarning, match="computes the reward per step"):
+        eval_env.reset()
+        _, reward, *_ = eval_env.step(np.zeros((1, 1), dtype=np.float32))
+    assert reward[0] != 0.0
+    env.close()
+    eval_env.close()
+
+
 # The sb3-dreamer command -------------------------------------------------------------------------------------------
 
 

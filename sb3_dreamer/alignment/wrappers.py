@@ -12,7 +12,8 @@ and refitting run when an episode ends, so the model used from the next step on 
 kept in ``info["original_reward"]``, unless an inner wrapper (``RewardFree``) already put the true reward there.
 With ``reward_at_sampling=True`` no reward is computed per step: the step returns :data:`REWARD_AT_SAMPLING` (0.0)
 and an off-policy learner computes r̂(o_{t+1}) with the current model when it samples its batches
-(:class:`~sb3_dreamer.alignment.SampledRewardCallback`; stepping without it raises).
+(:class:`~sb3_dreamer.alignment.SampledRewardCallback`; without one attached, e.g. in an evaluation env, the reward is
+computed per step as usual, with a one-time warning).
 With ``background=True`` the episode-end work runs in a worker process
 (:class:`~sb3_dreamer.alignment.background.BackgroundRewarder`): a new model is used one episode later, and the
 episode-end ``info`` keys describe the previous episode (``info["alignment_episode"]`` names it).
@@ -38,7 +39,6 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, load_reference
-from sb3_dreamer.common.usage import UsageError
 
 Rewarder = DTWRewarder | BackgroundRewarder
 
@@ -46,15 +46,23 @@ Rewarder = DTWRewarder | BackgroundRewarder
 REWARD_AT_SAMPLING = 0.0
 
 
-def _check_sampler(wrapper: "DTWRewardWrapper | VecDTWRewardWrapper") -> None:
-    """``reward_at_sampling=True`` without a learner that computes the rewards would train on placeholders: refuse."""
-    if wrapper.reward_at_sampling and not wrapper.sampler_attached:
-        raise UsageError(
-            f"{type(wrapper).__name__}(reward_at_sampling=True) returns no reward per step: train an off-policy model "
-            "with sb3_dreamer.alignment.SampledRewardCallback (SB3 algorithms also need "
-            "replay_buffer_class=SampledRewardReplayBuffer), which computes the rewards when batches are sampled; "
-            "or pass reward_at_sampling=False"
+def _rewards_deferred(wrapper: "DTWRewardWrapper | VecDTWRewardWrapper") -> bool:
+    """Whether the learner computes this step's reward: ``reward_at_sampling=True`` and a replay buffer attached by
+    :class:`~sb3_dreamer.alignment.SampledRewardCallback`. Without one (an evaluation env, or training without the
+    callback) the wrapper computes the reward per step as usual, and says so once: a learner never sees placeholders."""
+    if not wrapper.reward_at_sampling:
+        return False
+    if not wrapper.sampler_attached and not wrapper._warned_per_step:
+        warnings.warn(
+            f"{type(wrapper).__name__}(reward_at_sampling=True) has no replay buffer that computes its rewards (train "
+            "an off-policy model with sb3_dreamer.alignment.SampledRewardCallback; SB3 algorithms also need "
+            "replay_buffer_class=SampledRewardReplayBuffer): it computes the reward per step instead (fine for an "
+            "evaluation env)",
+            UserWarning,
+            stacklevel=3,
         )
+        wrapper._warned_per_step = True
+    return wrapper.sampler_attached
 
 
 def _vec_env_id(venv: VecEnv) -> str:
@@ -160,7 +168,8 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
     :param reward_at_sampling: return :data:`REWARD_AT_SAMPLING` at every step instead of the learned reward, which
         the learner's replay buffer computes with the current model when it samples a batch
         (:class:`~sb3_dreamer.alignment.SampledRewardCallback`): no per-step prediction, and always the current model's
-        rewards. Off-policy learners only; stepping before that callback is attached raises a ``UsageError``
+        rewards. Off-policy learners only; until that callback is attached (an evaluation env, or training without
+        it) the reward is computed per step as usual, with a one-time ``UserWarning``
     :param rewarder_kwargs: the settings of :class:`DTWRewarder` (``label_mode``, ``window``, ``max_label_cost``,
         ``dtw_labels``, ``refit_interval``, ``seed``, ``strict``, ...), documented there once
     """
@@ -179,6 +188,8 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         self.reward_at_sampling = bool(reward_at_sampling)
         #: set by :class:`~sb3_dreamer.alignment.SampledRewardCallback` once a replay buffer computes the rewards
         self.sampler_attached = False
+        self._warned_per_step = False
+        self._deferred = False  # this episode's rewards are computed by the learner (fixed at its first step)
         # The episode's observations, written in place (no per-step allocation); doubled when full.
         self._episode_buffer = np.zeros((1024, self.rewarder.obs_dim), dtype=np.float32)
         self._episode_length = 0
@@ -215,14 +226,14 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         """
         step = self._episode_length
         if step == 0:
-            _check_sampler(self)
+            self._deferred = _rewards_deferred(self)
         obs, reward, terminated, truncated, info = self.env.step(action)
         if step == len(self._episode_buffer):
             self._episode_buffer = np.concatenate([self._episode_buffer, np.zeros_like(self._episode_buffer)])
         row = self._episode_buffer[step]
         row[:] = obs  # a copy: envs may reuse their observation buffer
         self._episode_length = step + 1
-        if self.reward_at_sampling:  # the learner's buffer computes it; the finiteness check runs at the episode end
+        if self._deferred:  # the learner's buffer computes it; the finiteness check runs at the episode end
             learned = REWARD_AT_SAMPLING
         else:
             try:  # no extra check on the per-step path: predict rejects NaN/inf observations with a ValueError
@@ -239,7 +250,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         info.setdefault("original_reward", float(reward))
         self._episode_return += float(info["original_reward"])
         if terminated or truncated:
-            if self.reward_at_sampling:
+            if self._deferred:
                 self._non_finite_step = _first_non_finite(self._episode_buffer[: self._episode_length])
                 if self._non_finite_step is not None:
                     self.rewarder.non_finite_observation(f"step {self._non_finite_step} (0-based) of {self._episode_name()}")
@@ -308,6 +319,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
         self.reward_at_sampling = bool(reward_at_sampling)
         #: set by :class:`~sb3_dreamer.alignment.SampledRewardCallback` once a replay buffer computes the rewards
         self.sampler_attached = False
+        self._warned_per_step = False
         self._episode_obs: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_counts = np.zeros(self.num_envs, dtype=np.int64)  # episodes ended per sub-env, for messages
@@ -340,7 +352,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
 
         :return: ``(obs, rewards, dones, infos)``
         """
-        _check_sampler(self)
+        deferred = _rewards_deferred(self)
         obs, rewards, dones, infos = self.venv.step_wait()
         reward_obs = _flat_obs(obs, self.rewarder.obs_dim).copy()
         for index in np.flatnonzero(dones):
@@ -348,7 +360,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
                 raise ValueError(f"env {index} finished without infos[{index}]['terminal_observation'] (not an SB3 VecEnv?)")
             reward_obs[index] = _flat_obs(infos[index]["terminal_observation"], self.rewarder.obs_dim)[0]
         finite = np.isfinite(reward_obs).all(axis=1)
-        if self.reward_at_sampling:  # the learner's buffer computes the rewards; finiteness is checked at episode end
+        if deferred:  # the learner's buffer computes the rewards; finiteness is checked at episode end
             learned = np.full(self.num_envs, REWARD_AT_SAMPLING, dtype=np.float32)
             for index in np.flatnonzero(~finite):
                 if self._non_finite_steps[index] is None:
@@ -368,7 +380,7 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
             infos[index].setdefault("original_reward", float(rewards[index]))
             self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
-                if self.reward_at_sampling and self._non_finite_steps[index] is not None:
+                if deferred and self._non_finite_steps[index] is not None:
                     where = f"step {self._non_finite_steps[index]} (0-based) of episode {self._episode_counts[index]}"
                     self.rewarder.non_finite_observation(f"{where} of env {index}")
                 skipped = self._non_finite_steps[index] is not None
