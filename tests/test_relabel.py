@@ -211,3 +211,20 @@ def test_sampled_rewards_are_computed_once_per_reward_model(reference: str, monk
     assert predicted[-1] == len(inds)
     buffer.add(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 1)), np.zeros(1), np.zeros(1), [{}])
     assert buffer.reward_versions[buffer.pos - 1, 0] == -1  # a new row holds no computed reward
+
+
+def test_sampled_rewards_use_each_sub_envs_own_reward_model(reference: str) -> None:
+    env = DummyVecEnv([
+        lambda seed=seed: DTWRewardWrapper(gym.make(TARGET), reference, reward_at_sampling=True, seed=seed, **FAST)
+        for seed in (0, 1)
+    ])  # fmt: skip
+    model = SAC("MlpPolicy", env, learning_starts=1000, replay_buffer_class=SampledRewardReplayBuffer, seed=0)
+    model.learn(420, callback=SampledRewardCallback())  # two sub-envs, one finished episode each: a refit each
+    buffer, (first, second) = model.replay_buffer, (wrapper.rewarder for wrapper in env.envs)
+    assert first.n_refits == second.n_refits == 1
+    inds = np.arange(buffer.size())
+    buffer._get_samples(inds)  # computes every row of both sub-envs, each with its own model
+    for index, rewarder in enumerate((first, second)):
+        obs = buffer.next_observations[inds, index]
+        np.testing.assert_allclose(buffer.rewards[inds, index], rewarder.predict(obs), rtol=1e-5, atol=1e-6)
+    assert np.abs(first.predict(obs) - second.predict(obs)).max() > 1e-3  # the two models differ
