@@ -228,3 +228,23 @@ def test_sampled_rewards_use_each_sub_envs_own_reward_model(reference: str) -> N
         obs = buffer.next_observations[inds, index]
         np.testing.assert_allclose(buffer.rewards[inds, index], rewarder.predict(obs), rtol=1e-5, atol=1e-6)
     assert np.abs(first.predict(obs) - second.predict(obs)).max() > 1e-3  # the two models differ
+
+
+def test_learned_return_of_an_episode_whose_steps_return_placeholders(reference: str) -> None:
+    from sb3_dreamer import TrueRewardCallback
+
+    no_refit = {**FAST, "refit_interval": 10**6}  # the model at the episode's end is the one of its steps
+    env = DTWRewardWrapper(gym.make(TARGET), reference, reward_at_sampling=True, seed=0, **no_refit)
+    env.sampler_attached = True  # stands in for SampledRewardCallback
+    env.reset(seed=0)
+    observations, truncated = [], False
+    while not truncated:
+        obs, reward, _, truncated, info = env.step(env.action_space.sample())
+        observations.append(obs)
+        assert reward == 0.0
+    expected = float(env.rewarder.predict(np.array(observations)).sum())
+    assert info["learned_episode_return"] == pytest.approx(expected, rel=1e-5) and expected != 0.0
+    model, _ = sac_at_sampling(reference, reward_at_sampling=True)
+    logged = TrueRewardCallback()
+    model.learn(210, callback=[SampledRewardCallback(), logged])  # one finished 200-step episode
+    assert len(logged.learned_returns) == 1 and logged.learned_returns[0] != 0.0  # not the sum of the placeholders

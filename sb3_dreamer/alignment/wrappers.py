@@ -13,7 +13,8 @@ kept in ``info["original_reward"]``, unless an inner wrapper (``RewardFree``) al
 With ``reward_at_sampling=True`` no reward is computed per step: the step returns :data:`REWARD_AT_SAMPLING` (0.0)
 and an off-policy learner computes r̂(o_{t+1}) with the current model when it samples its batches
 (:class:`~sb3_dreamer.alignment.SampledRewardCallback`; without one attached, e.g. in an evaluation env, the reward is
-computed per step as usual, with a one-time warning).
+computed per step as usual, with a one-time warning); at episode end ``info["learned_episode_return"]`` then holds the
+episode's return under the current model (what :class:`~sb3_dreamer.TrueRewardCallback` logs as the learned return).
 With ``background=True`` the episode-end work runs in a worker process
 (:class:`~sb3_dreamer.alignment.background.BackgroundRewarder`): a new model is used one episode later, and the
 episode-end ``info`` keys describe the previous episode (``info["alignment_episode"]`` names it).
@@ -39,6 +40,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
 from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, load_reference
+from sb3_dreamer.common.callbacks import LEARNED_RETURN_KEY
 
 Rewarder = DTWRewarder | BackgroundRewarder
 
@@ -107,6 +109,14 @@ def _episode_info(info: dict[str, Any], report: EpisodeReport | None, episode_re
     info["alignment_reference"] = int(report.alignment.reference_index)
     info["alignment_end_index"] = int(report.alignment.end_index)
     info["alignment_labels_kept"] = int(report.kept.sum())
+
+
+def _learned_return(rewarder: Rewarder, observations: np.ndarray) -> float:
+    """The episode's learned return under the current model (rows with NaN or inf count :data:`NON_FINITE_REWARD`):
+    ``info["learned_episode_return"]`` with ``reward_at_sampling=True``, whose steps return placeholders."""
+    finite = np.isfinite(observations).all(axis=1)
+    learned = float(rewarder.predict(observations[finite]).sum()) if finite.any() else 0.0
+    return learned + NON_FINITE_REWARD * float((~finite).sum())
 
 
 def _save_npz(path: str | os.PathLike, state: dict[str, np.ndarray]) -> str:
@@ -251,7 +261,9 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         self._episode_return += float(info["original_reward"])
         if terminated or truncated:
             if self._deferred:
-                self._non_finite_step = _first_non_finite(self._episode_buffer[: self._episode_length])
+                episode = self._episode_buffer[: self._episode_length]
+                info[LEARNED_RETURN_KEY] = _learned_return(self.rewarder, episode)
+                self._non_finite_step = _first_non_finite(episode)
                 if self._non_finite_step is not None:
                     self.rewarder.non_finite_observation(f"step {self._non_finite_step} (0-based) of {self._episode_name()}")
             skipped = self._non_finite_step is not None
@@ -380,6 +392,8 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
             infos[index].setdefault("original_reward", float(rewards[index]))
             self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
+                if deferred:
+                    infos[index][LEARNED_RETURN_KEY] = _learned_return(self.rewarder, np.stack(self._episode_obs[index]))
                 if deferred and self._non_finite_steps[index] is not None:
                     where = f"step {self._non_finite_steps[index]} (0-based) of episode {self._episode_counts[index]}"
                     self.rewarder.non_finite_observation(f"{where} of env {index}")

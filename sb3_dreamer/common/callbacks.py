@@ -23,6 +23,8 @@ TASK_KEY = "task"
 
 #: Key of the true per-step reward in ``info``, set by :class:`~sb3_dreamer.envs.RewardFree` and the DTW wrappers.
 ORIGINAL_REWARD_KEY = "original_reward"
+#: ``info`` key of an episode's learned return, set at its end by DTW wrappers whose steps return placeholders
+LEARNED_RETURN_KEY = "learned_episode_return"
 
 
 class TrueRewardCallback(BaseCallback):
@@ -36,7 +38,8 @@ class TrueRewardCallback(BaseCallback):
     - ``rollout/ep_true_rew_mean``: mean over the last ``stats_window_size`` episodes of the summed
       ``info["original_reward"]``, the task's real return (for reporting only: the agent never sees it);
     - ``rollout/ep_learned_rew_mean``: the same episodes' summed reward as returned by ``env.step``, the reward the
-      agent is trained on.
+      agent is trained on (or ``info["learned_episode_return"]`` at the episode's end where the wrapper set it: with
+      ``reward_at_sampling=True`` the steps return placeholders and the learner computes the rewards).
 
     Nothing is logged for envs whose infos carry no ``original_reward``. :class:`~sb3_dreamer.Dreamer` adds this
     callback itself; pass it to ``learn(callback=...)`` of other algorithms, e.g. SAC on a DTW reward.
@@ -71,7 +74,7 @@ class TrueRewardCallback(BaseCallback):
             self._learned_sum[index] += float(rewards[index])
             if dones[index]:
                 self.true_returns.append(float(self._true_sum[index]))
-                self.learned_returns.append(float(self._learned_sum[index]))
+                self.learned_returns.append(float(info.get(LEARNED_RETURN_KEY, self._learned_sum[index])))
                 self._true_sum[index] = self._learned_sum[index] = 0.0
                 ended = True
         if ended:
