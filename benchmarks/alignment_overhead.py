@@ -125,8 +125,8 @@ def pair_alignment_times(references: list[np.ndarray], window: int | None, repea
 def learner_costs(reference: TrajectoryDataset, wrapper_kwargs: dict[str, Any]) -> dict[str, dict[str, float]]:
     """SAC and Dreamer trained with rewards computed at sampling on the wrapped Hopper: after ``LEARNER_STEPS`` random
     steps (two episodes, a refit at the end of the second), ``LEARNER_TIMED_STEPS`` more steps with updates, timed: the
-    updates (``model.train``), the reward computation inside them (``relabel._predict``, the buffers' batched
-    reward-model call) and the rows it predicted."""
+    updates (``model.train``), the reward computation inside them (``predict_finite`` as the buffers call it: their
+    batched reward-model call) and the rows it predicted."""
     costs = {}
     for name, steps in LEARNER_TIMED_STEPS.items():
         env = DummyVecEnv([lambda: DTWRewardWrapper(make_env(), reference, reward_at_sampling=True, **wrapper_kwargs)])
@@ -137,11 +137,11 @@ def learner_costs(reference: TrajectoryDataset, wrapper_kwargs: dict[str, Any]) 
             model = Dreamer("MlpPolicy", env, learning_starts=LEARNER_STEPS, seed=SEED)
         callback = SampledRewardCallback()
         model.learn(LEARNER_STEPS, callback=callback)  # random steps, no update yet
-        train_timer, reward_timer = Timed(model, "train"), Timed(relabel_module, "_predict")
+        train_timer, reward_timer = Timed(model, "train"), Timed(relabel_module, "predict_finite")
         rows_before = getattr(model.replay_buffer, "n_rewards_computed", 0)
         updates_before = model._n_updates
         model.learn(steps, callback=callback, reset_num_timesteps=False)
-        relabel_module._predict = reward_timer.inner
+        relabel_module.predict_finite = reward_timer.inner
         updates = model._n_updates - updates_before
         if name == "sac":
             rows = model.replay_buffer.n_rewards_computed - rows_before

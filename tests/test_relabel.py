@@ -198,8 +198,8 @@ def test_sampled_rewards_are_computed_once_per_reward_model(reference: str, monk
     buffer, rewarder = model.replay_buffer, wrapper.rewarder
     assert rewarder.n_refits == 1
     predicted = []
-    inner = relabel._predict
-    monkeypatch.setattr(relabel, "_predict", lambda predict, obs: predicted.append(len(obs)) or inner(predict, obs))
+    inner = relabel.predict_finite
+    monkeypatch.setattr(relabel, "predict_finite", lambda predict, obs: predicted.append(len(obs)) or inner(predict, obs))
     inds = np.arange(0, 200, 2)
     buffer._get_samples(inds)  # rows computed before the refit or never: all recomputed, once
     stale = len(predicted) and predicted[-1]

@@ -26,13 +26,10 @@ from stable_baselines3.common.env_util import unwrap_wrapper
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
-from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder
+from sb3_dreamer.alignment.rewarder import DTWRewarder, predict_finite
 from sb3_dreamer.alignment.wrappers import DTWRewardWrapper, VecDTWRewardWrapper
 from sb3_dreamer.common.usage import UsageError
 from sb3_dreamer.dreamer.buffers import SequenceReplayBuffer
-
-#: Rows predicted per reward-model call while relabelling.
-CHUNK = 65_536
 
 
 def dtw_wrappers_of(env: VecEnv) -> list[tuple[DTWRewardWrapper | VecDTWRewardWrapper, list[int]]]:
@@ -65,18 +62,6 @@ def rewarders_of(env: VecEnv) -> list[tuple[DTWRewarder, list[int]]]:
     return [(wrapper.rewarder, envs) for wrapper, envs in dtw_wrappers_of(env)]
 
 
-def _predict(predict: Callable[[np.ndarray], np.ndarray], obs: np.ndarray) -> np.ndarray:
-    """Rewards of stored observations in chunks; rows with NaN or infinite values get :data:`NON_FINITE_REWARD`, the
-    reward the wrappers emitted for them."""
-    flat = obs.reshape(len(obs), -1).astype(np.float32)
-    rewards = np.full(len(flat), NON_FINITE_REWARD, dtype=np.float64)
-    finite = np.flatnonzero(np.isfinite(flat).all(axis=1))
-    for start in range(0, len(finite), CHUNK):
-        rows = finite[start : start + CHUNK]
-        rewards[rows] = predict(flat[rows])
-    return rewards
-
-
 def relabel_buffer(buffer: ReplayBuffer | SequenceReplayBuffer, predict: Callable[[np.ndarray], np.ndarray],
                    env_index: int) -> tuple[int, float]:  # fmt: skip
     """Rewrite the rewards stored for one sub-env with ``predict`` (the current reward model).
@@ -91,7 +76,7 @@ def relabel_buffer(buffer: ReplayBuffer | SequenceReplayBuffer, predict: Callabl
         keep = ~buffer.is_first[env_index, :rows]
         obs = buffer.observations["obs"][env_index, :rows][keep]
         rewards = buffer.rewards[env_index, :rows]
-        new = _predict(predict, obs)
+        new = predict_finite(predict, obs)
         change = float(np.abs(rewards[keep] - new).mean()) if len(new) else 0.0
         rewards[keep] = new
         return len(new), change
@@ -101,7 +86,7 @@ def relabel_buffer(buffer: ReplayBuffer | SequenceReplayBuffer, predict: Callabl
             next_obs = buffer.observations[(np.arange(size) + 1) % buffer.buffer_size, env_index]
         else:
             next_obs = buffer.next_observations[:size, env_index]
-        new = _predict(predict, next_obs)
+        new = predict_finite(predict, next_obs)
         change = float(np.abs(buffer.rewards[:size, env_index] - new).mean()) if size else 0.0
         buffer.rewards[:size, env_index] = new
         return size, change
@@ -210,7 +195,7 @@ class SampledRewardReplayBuffer(ReplayBuffer):
                 next_obs = self.observations[(inds + 1) % self.buffer_size, env_inds]
             else:
                 next_obs = self.next_observations[inds, env_inds]
-            self.rewards[inds, env_inds] = _predict(rewarder.predict, next_obs)
+            self.rewards[inds, env_inds] = predict_finite(rewarder.predict, next_obs)
             self.reward_versions[inds, env_inds] = version
             self.n_rewards_computed += len(inds)
         return super()._get_samples(batch_inds, env)
@@ -231,7 +216,7 @@ def _sequence_rewards(buffer: SequenceReplayBuffer, sources: list[RewardSource],
         streams, rows = np.broadcast_to(envs[take], index[take].shape), index[take]
         keep = ~buffer.is_first[streams, rows]
         rewards = buffer.rewards[streams, rows]
-        rewards[keep] = _predict(predict, buffer.observations["obs"][streams, rows][keep])
+        rewards[keep] = predict_finite(predict, buffer.observations["obs"][streams, rows][keep])
         buffer.rewards[streams, rows] = rewards
 
 

@@ -19,7 +19,7 @@ reference (checked with :func:`reference_fingerprint`).
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -88,6 +88,27 @@ def load_reference(
     if observation_space is not None:
         dataset.check_observation_space(observation_space, env_id)
     return dataset
+
+
+#: Rows predicted per reward-model call by :func:`predict_finite` (bounds the memory of one call on a large buffer).
+PREDICT_CHUNK = 65_536
+
+
+def predict_finite(predict: Callable[[np.ndarray], np.ndarray], obs: np.ndarray) -> np.ndarray:
+    """Rewards of observations in chunks; rows with NaN or infinite values get :data:`NON_FINITE_REWARD`, the reward
+    the wrappers emit for them (replay-buffer relabelling and sampling, an episode's learned return).
+
+    :param predict: the reward model, ``(N, obs_dim)`` observations -> ``(N,)`` rewards
+    :param obs: ``(N, ...)`` observations
+    :return: ``(N,)`` float64 rewards
+    """
+    flat = obs.reshape(len(obs), -1).astype(np.float32)
+    rewards = np.full(len(flat), NON_FINITE_REWARD, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(flat).all(axis=1))
+    for start in range(0, len(finite), PREDICT_CHUNK):
+        rows = finite[start : start + PREDICT_CHUNK]
+        rewards[rows] = predict(flat[rows])
+    return rewards
 
 
 def check_episode_finite(observations: np.ndarray, episode: int, strict: bool) -> bool:

@@ -39,7 +39,13 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from sb3_dreamer.alignment.background import BackgroundRewarder
 from sb3_dreamer.alignment.dataset import TrajectoryDataset, read_npz
-from sb3_dreamer.alignment.rewarder import NON_FINITE_REWARD, DTWRewarder, EpisodeReport, load_reference
+from sb3_dreamer.alignment.rewarder import (
+    NON_FINITE_REWARD,
+    DTWRewarder,
+    EpisodeReport,
+    load_reference,
+    predict_finite,
+)
 from sb3_dreamer.common.callbacks import LEARNED_RETURN_KEY
 
 Rewarder = DTWRewarder | BackgroundRewarder
@@ -109,14 +115,6 @@ def _episode_info(info: dict[str, Any], report: EpisodeReport | None, episode_re
     info["alignment_reference"] = int(report.alignment.reference_index)
     info["alignment_end_index"] = int(report.alignment.end_index)
     info["alignment_labels_kept"] = int(report.kept.sum())
-
-
-def _learned_return(rewarder: Rewarder, observations: np.ndarray) -> float:
-    """The episode's learned return under the current model (rows with NaN or inf count :data:`NON_FINITE_REWARD`):
-    ``info["learned_episode_return"]`` with ``reward_at_sampling=True``, whose steps return placeholders."""
-    finite = np.isfinite(observations).all(axis=1)
-    learned = float(rewarder.predict(observations[finite]).sum()) if finite.any() else 0.0
-    return learned + NON_FINITE_REWARD * float((~finite).sum())
 
 
 def _save_npz(path: str | os.PathLike, state: dict[str, np.ndarray]) -> str:
@@ -262,7 +260,7 @@ class DTWRewardWrapper(_StateFileMixin, gym.Wrapper):
         if terminated or truncated:
             if self._deferred:
                 episode = self._episode_buffer[: self._episode_length]
-                info[LEARNED_RETURN_KEY] = _learned_return(self.rewarder, episode)
+                info[LEARNED_RETURN_KEY] = float(predict_finite(self.rewarder.predict, episode).sum())
                 self._non_finite_step = _first_non_finite(episode)
                 if self._non_finite_step is not None:
                     self.rewarder.non_finite_observation(f"step {self._non_finite_step} (0-based) of {self._episode_name()}")
@@ -393,7 +391,8 @@ class VecDTWRewardWrapper(_StateFileMixin, VecEnvWrapper):
             self._episode_returns[index] += float(infos[index]["original_reward"])
             if dones[index]:
                 if deferred:
-                    infos[index][LEARNED_RETURN_KEY] = _learned_return(self.rewarder, np.stack(self._episode_obs[index]))
+                    episode = np.stack(self._episode_obs[index])
+                    infos[index][LEARNED_RETURN_KEY] = float(predict_finite(self.rewarder.predict, episode).sum())
                 if deferred and self._non_finite_steps[index] is not None:
                     where = f"step {self._non_finite_steps[index]} (0-based) of episode {self._episode_counts[index]}"
                     self.rewarder.non_finite_observation(f"{where} of env {index}")
